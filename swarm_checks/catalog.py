@@ -1,0 +1,108 @@
+"""The services of this deployment, read from the assets themselves.
+
+A service's kind (which probe and clients apply), its main port and its model come from labels
+on the Compose service (`swarm.kind`, `swarm.port`, `swarm.model`) or from annotations on the
+chart's Services (`swarm.io/kind`, `swarm.io/port`, `swarm.io/model`). Nothing here lists
+service names: a service added to the assets is covered without code changes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from swarm_checks import compose_cli
+
+ALL_PROFILES = "*"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service of the stack as the assets describe it."""
+
+    name: str
+    kind: str
+    port: int | None = None
+    model: str | None = None
+    profiles: tuple[str, ...] = ()
+    image: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def needs_gpu(self) -> bool:
+        return self.labels.get("swarm.engine") == "vllm"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every service the assets define, and which of them the chosen profiles enable."""
+
+    services: Mapping[str, Service]
+    active: frozenset[str]
+    profiles: tuple[str, ...] = ()
+    source: str = ""
+
+    def deployed(self) -> dict[str, Service]:
+        return {name: svc for name, svc in self.services.items() if name in self.active}
+
+    def of_kind(self, kind: str) -> list[Service]:
+        return [svc for name, svc in sorted(self.services.items()) if name in self.active and svc.kind == kind]
+
+    def how_to_enable(self, name: str) -> str:
+        """A hint that says how to deploy a service that is not active."""
+        service = self.services.get(name)
+        if service is None:
+            known = ", ".join(sorted(self.services)) or "none"
+            return f"it is not defined in {self.source or 'the assets'} (known services: {known})"
+        if service.profiles:
+            flags = " or ".join(f"--profile {p}" for p in service.profiles)
+            return f"enable it with {flags} (Compose profile {', '.join(service.profiles)})"
+        return "it is defined but was not deployed"
+
+    @classmethod
+    def from_compose_config(cls, everything: Mapping[str, Any], active: Iterable[str], profiles: Iterable[str], source: str = "") -> "Catalog":
+        """Build from `docker compose config --format json` rendered with every profile on."""
+        services = {name: _service_from_compose(name, spec) for name, spec in everything.get("services", {}).items()}
+        return cls(services=services, active=frozenset(active), profiles=tuple(profiles), source=source)
+
+    @classmethod
+    def from_manifests(cls, manifests: Iterable[Mapping[str, Any]], source: str = "") -> "Catalog":
+        """Build from the chart's rendered manifests: every annotated Service is a service."""
+        services: dict[str, Service] = {}
+        for doc in manifests:
+            if doc.get("kind") != "Service":
+                continue
+            meta = doc.get("metadata", {})
+            annotations = meta.get("annotations") or {}
+            kind = annotations.get("swarm.io/kind")
+            if not kind:
+                continue
+            component = (meta.get("labels") or {}).get("app.kubernetes.io/component", meta.get("name"))
+            port = annotations.get("swarm.io/port")
+            services[component] = Service(
+                name=component, kind=kind, port=int(port) if port else None,
+                model=annotations.get("swarm.io/model"), labels=dict(annotations),
+            )
+        return cls(services=services, active=frozenset(services), source=source)
+
+
+def _service_from_compose(name: str, spec: Mapping[str, Any]) -> Service:
+    labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
+    port = labels.get("swarm.port")
+    return Service(
+        name=name,
+        kind=labels.get("swarm.kind", name),
+        port=int(port) if port and port.isdigit() else None,
+        model=labels.get("swarm.model"),
+        profiles=tuple(spec.get("profiles") or ()),
+        image=spec.get("image"),
+        labels=labels,
+    )
+
+
+def load_compose_catalog(compose_file: Path, env_file: Path | None, profiles: Iterable[str]) -> Catalog:
+    """Render the Compose file twice: with every profile (all services) and with the chosen ones."""
+    chosen = tuple(profiles)
+    everything = compose_cli.render_config(compose_file, env_file, [ALL_PROFILES])
+    active = compose_cli.render_config(compose_file, env_file, chosen)
+    return Catalog.from_compose_config(everything, active.get("services", {}).keys(), chosen, source=str(compose_file))

