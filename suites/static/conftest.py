@@ -26,3 +26,20 @@ def compose_assets(swarm_settings: SwarmSettings, service_matrix: dict[str, Any]
         return compose_rules.load_assets(swarm_settings.compose_file, service_matrix)
     except SwarmError as error:
         pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def chart_renders(swarm_settings: SwarmSettings) -> dict[str, "helm_rules.ChartRender"]:
+    """The chart rendered once per variant: defaults, each flag flipped, everything on."""
+    from swarm_checks import helm_render
+    from swarm_checks.static import helm_rules
+
+    chart = swarm_settings.chart
+    try:
+        defaults = helm_render.default_values(chart)
+        return {
+            name: helm_rules.render_variant(chart, name, overrides)
+            for name, overrides in helm_rules.variants(defaults).items()
+        }
+    except (SwarmError, FileNotFoundError) as error:
+        pytest.fail(f"chart {chart}: rule 'renders': {error}", pytrace=False)

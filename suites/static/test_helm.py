@@ -1,0 +1,58 @@
+"""The Helm chart, checked without a cluster: rendered, linted, validated, and held to the
+security checklist, with default values and with each flag flipped."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from swarm_checks import helm_render
+from swarm_checks.catalog import Catalog
+from swarm_checks.options import SwarmSettings
+from swarm_checks.static import Violation, fail_on, helm_rules
+
+_MATRIX = yaml.safe_load((Path(__file__).resolve().parents[2] / "fixtures" / "service_matrix.yaml").read_text())
+
+
+def test_chart_lints_clean(swarm_settings: SwarmSettings) -> None:
+    """`helm lint --strict` finds no warning or error, with defaults and with everything on."""
+    chart = swarm_settings.chart
+    defaults = helm_render.default_values(chart)
+    findings = []
+    for name in ("defaults", "everything-on"):
+        overrides = helm_rules.variants(defaults)[name]
+        findings += [Violation(f"chart [{name}]", "lint", line) for line in helm_render.lint(chart, overrides, helm_rules.KUBERNETES_VERSION)]
+    fail_on(findings)
+
+
+def test_default_components_rendered(chart_renders: dict[str, helm_rules.ChartRender]) -> None:
+    """With default values the chart deploys every component of the matrix as its workload kind."""
+    render = chart_renders["defaults"]
+    workloads = {
+        ((doc.get("metadata") or {}).get("labels") or {}).get(helm_rules.COMPONENT): doc.get("kind")
+        for doc in render.manifests if doc.get("kind") in helm_rules.LONG_RUNNING
+    }
+    fail_on(
+        Violation(f"chart [defaults] component '{name}'", "components", f"rendered as {workloads.get(name) or 'nothing'}, expected {kind}")
+        for name, kind in _MATRIX["helm"]["components"].items() if workloads.get(name) != kind
+    )
+
+
+def test_services_discoverable(chart_renders: dict[str, helm_rules.ChartRender]) -> None:
+    """Every Service carries the swarm.io annotations the plugin's catalog reads."""
+    render = chart_renders["everything-on"]
+    catalog = Catalog.from_manifests(render.manifests)
+    services = [doc for doc in render.manifests if doc.get("kind") == "Service"]
+    fail_on(
+        Violation(f"chart [everything-on] Service/{doc['metadata']['name']}", "discoverable", "no swarm.io/kind annotation")
+        for doc in services if not (doc["metadata"].get("annotations") or {}).get("swarm.io/kind")
+    )
+    assert catalog.of_kind("llm"), "no Service of kind llm in the chart"
+
+
+@pytest.mark.parametrize("rule", helm_rules.RULES, ids=[rule.name for rule in helm_rules.RULES])
+def test_chart_rule(rule: Any, chart_renders: dict[str, helm_rules.ChartRender]) -> None:
+    """One rule over every variant's manifests."""
+    fail_on(violation for render in chart_renders.values() for violation in rule.check(render))
