@@ -7,6 +7,8 @@ engine that is missing); fixtures turn it into a failure without a Python traceb
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 import pytest
 
 
@@ -20,3 +22,8 @@ class SwarmUsageError(pytest.UsageError):
 
 class TargetCapabilityError(SwarmError):
     """The chosen target cannot do this (for example read logs of an external stack)."""
+
+
+def fail(message: str) -> NoReturn:
+    """Fail the current test or fixture with `message` alone: no traceback, no chained error."""
+    raise pytest.fail.Exception(message, pytrace=False) from None

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 import pytest
 
 from swarm_checks.catalog import Catalog
-from swarm_checks.errors import SwarmError
+from swarm_checks.errors import SwarmError, fail
 from swarm_checks.options import SwarmSettings
 from swarm_checks.session import SwarmRun
 from swarm_checks.targets.base import Endpoint, Target
@@ -41,12 +41,12 @@ def swarm_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     try:
         target = run.target()
     except (SwarmError, pytest.UsageError) as error:
-        pytest.fail(str(error), pytrace=False)
+        fail(str(error))
     try:
         try:
             target.up()
         except SwarmError as error:
-            pytest.fail(f"the stack did not come up: {error}", pytrace=False)
+            fail(f"the stack did not come up: {error}")
         yield target
     finally:
         if not (run.settings.keep_stack or run.settings.reuse_stack):
@@ -59,7 +59,7 @@ def swarm_catalog(pytestconfig: pytest.Config) -> Catalog:
     try:
         return swarm_run(pytestconfig).catalog()
     except (SwarmError, pytest.UsageError) as error:
-        pytest.fail(str(error), pytrace=False)
+        fail(str(error))
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +73,6 @@ def swarm_endpoint(swarm_target: Target) -> Callable[[str], Endpoint]:
         try:
             return swarm_target.endpoint(service)
         except SwarmError as error:
-            pytest.fail(str(error), pytrace=False)
+            fail(str(error))
 
     return lookup

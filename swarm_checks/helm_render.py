@@ -44,7 +44,9 @@ def render(chart: Path, values: Mapping[str, Any] | None, release: str = "swarm"
     try:
         rendered = helm_python.Chart.load(str(chart)).render(dict(values or {}), name=release, namespace=namespace, is_install=True)
     except helm_python.HelmError as error:
-        raise SwarmError(f"chart {chart} does not render: {str(error).strip().splitlines()[-1]}") from None
+        detail = str(error).strip().splitlines()[-1]
+        where = "its values fail values.schema.json" if "at '/" in detail else "a template fails"
+        raise SwarmError(f"chart {chart} does not render ({where}): {detail}") from None
     docs: list[dict[str, Any]] = []
     for path, text in sorted(rendered.items()):
         if path.endswith(".txt"):

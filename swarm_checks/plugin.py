@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from swarm_checks import markers, options, targets
-from swarm_checks.errors import SwarmError
+from swarm_checks.errors import SwarmError, fail
 from swarm_checks.fixtures import SWARM_RUN, swarm_catalog, swarm_endpoint, swarm_run, swarm_settings, swarm_target
 from swarm_checks.session import SwarmRun
 
@@ -52,6 +52,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     try:
         reason = markers.skip_reason(item, swarm_run(item.config))
     except (SwarmError, pytest.UsageError) as error:
-        pytest.fail(str(error), pytrace=False)
+        fail(str(error))
     if reason:
         pytest.skip(reason)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from swarm_checks.errors import SwarmError
+from swarm_checks.errors import SwarmError, fail
 from swarm_checks.options import SwarmSettings
 from swarm_checks.static import compose_rules
 
@@ -25,7 +25,7 @@ def compose_assets(swarm_settings: SwarmSettings, service_matrix: dict[str, Any]
     try:
         return compose_rules.load_assets(swarm_settings.compose_file, service_matrix)
     except SwarmError as error:
-        pytest.fail(str(error), pytrace=False)
+        fail(str(error))
 
 
 @pytest.fixture(scope="session")
@@ -42,4 +42,4 @@ def chart_renders(swarm_settings: SwarmSettings) -> dict[str, "helm_rules.ChartR
             for name, overrides in helm_rules.variants(defaults).items()
         }
     except (SwarmError, FileNotFoundError) as error:
-        pytest.fail(f"chart {chart}: rule 'renders': {error}", pytrace=False)
+        fail(f"chart {chart}: rule 'renders': {error}")

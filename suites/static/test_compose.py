@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from swarm_checks import compose_cli
-from swarm_checks.errors import SwarmError
+from swarm_checks.errors import SwarmError, fail
 from swarm_checks.static import Violation, compose_rules, fail_on
 
 _MATRIX = yaml.safe_load((Path(__file__).resolve().parents[2] / "fixtures" / "service_matrix.yaml").read_text())
@@ -23,7 +23,7 @@ def test_profile_combination_renders_with_matrix_services(
     try:
         rendered = compose_cli.render_config(compose_assets.compose_file, compose_assets.env_example, profiles)
     except SwarmError as error:
-        pytest.fail(f"profiles {'+'.join(profiles)}: rule 'renders': {error}", pytrace=False)
+        fail(f"profiles {'+'.join(profiles)}: rule 'renders': {error}")
     expected = compose_rules.expected_services(compose_assets.matrix, profiles)
     actual = set(rendered.get("services", {}))
     fail_on(

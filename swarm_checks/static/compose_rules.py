@@ -58,13 +58,15 @@ def read_env_keys(path: Path) -> frozenset[str]:
 
 def load_assets(compose_file: Path, matrix: Mapping[str, Any]) -> ComposeAssets:
     env_example = compose_file.parent / ".env.example"
+    # Compose validates first: its message for a broken file is the one the user needs.
+    rendered = compose_cli.render_config(compose_file, env_example, [ALL_PROFILES])
     raw_text = compose_file.read_text()
     return ComposeAssets(
         compose_file=compose_file,
         env_example=env_example,
         raw_text=raw_text,
         raw=yaml.safe_load(raw_text) or {},
-        rendered=compose_cli.render_config(compose_file, env_example, [ALL_PROFILES]),
+        rendered=rendered,
         documented=read_env_keys(env_example) if env_example.exists() else frozenset(),
         matrix=matrix,
     )

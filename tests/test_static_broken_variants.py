@@ -1,0 +1,150 @@
+"""Every static check can fail: each broken variant of the assets makes the static suite fail
+with a message naming the object and the rule. The suite runs for real, in a subprocess, on a
+mutated copy of compose/ and helm/."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.conftest import STATIC_SUITE, edit
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A way to break the assets, the tests to run, and the line the failure must contain."""
+
+    break_assets: Callable[[Path], None]
+    selection: str
+    expected: str
+
+
+def _compose(root: Path) -> Path:
+    return root / "compose" / "docker-compose.yml"
+
+
+def _values(root: Path) -> Path:
+    return root / "helm" / "values.yaml"
+
+
+def _template(root: Path, name: str) -> Path:
+    return root / "helm" / "templates" / name
+
+
+COMPOSE_VARIANTS: dict[str, Broken] = {
+    "service-without-healthcheck": Broken(
+        lambda r: edit(_compose(r), '      test: ["CMD-SHELL", "redis-cli ping | grep -q PONG"]\n      interval: 5s\n      timeout: 3s\n      retries: 10\n      start_period: 5s\n',
+                       "      disable: true\n"),
+        "test_compose_rule and healthcheck", "compose service 'redis': rule 'healthcheck': no healthcheck"),
+    "healthcheck-that-cannot-fail": Broken(
+        lambda r: edit(_compose(r), '["CMD-SHELL", "redis-cli ping | grep -q PONG"]', '["CMD-SHELL", "true"]'),
+        "test_compose_rule and healthcheck", "compose service 'redis': rule 'healthcheck': healthcheck 'true' cannot fail"),
+    "port-on-all-interfaces": Broken(
+        lambda r: edit(_compose(r), '"${BIND_ADDRESS:-127.0.0.1}:${REDIS_PORT-6379}:6379"', '"0.0.0.0:${REDIS_PORT-6379}:6379"'),
+        "test_compose_rule and loopback", "compose service 'redis': rule 'loopback-ports': port 6379 is published on 0.0.0.0"),
+    "latest-tag": Broken(
+        lambda r: edit(_compose(r), "${QDRANT_IMAGE:-qdrant/qdrant:v1.13.2}", "qdrant/qdrant:latest"),
+        "test_compose_rule and pinned", "compose service 'qdrant': rule 'pinned-image': image 'qdrant/qdrant:latest' is not pinned"),
+    "vllm-without-gpu-reservation": Broken(
+        lambda r: edit(_compose(r), "        reservations:\n          devices:\n            - driver: nvidia\n              count: ${VLLM_GPU_COUNT:-1}\n              capabilities: [gpu]\n    networks:\n      swarm:\n        ipv4_address: ${SWARM_SUBNET_PREFIX:-172.20}.0.30", "    networks:\n      swarm:\n        ipv4_address: ${SWARM_SUBNET_PREFIX:-172.20}.0.30"),
+        "test_compose_rule and gpu-reservation", "compose service 'vllm-phi': rule 'gpu-reservation': no NVIDIA GPU reservation"),
+    "undocumented-variable": Broken(
+        lambda r: edit(_compose(r), "      REDISCLI_AUTH:", "      CACHE_MODE: ${UNDOCUMENTED_CACHE_MODE:-lru}\n      REDISCLI_AUTH:"),
+        "test_compose_rule and env-documented", "compose variable 'UNDOCUMENTED_CACHE_MODE': rule 'env-documented'"),
+    "secret-literal": Broken(
+        lambda r: edit(_compose(r), "      REDISCLI_AUTH: ${REDIS_PASSWORD:?set REDIS_PASSWORD in compose/.env}", "      REDISCLI_AUTH: hunter2-literal"),
+        "test_compose_rule and secret", "compose service 'redis': rule 'no-secret-literal': environment REDISCLI_AUTH is a literal"),
+    "missing-memory-limit": Broken(
+        lambda r: edit(_compose(r), "          memory: ${POSTGRES_MEMORY:-1g}\n", ""),
+        "test_compose_rule and resource", "compose service 'postgres': rule 'resource-limits': no memory limit"),
+    "dependency-dropped": Broken(
+        lambda r: edit(_compose(r), "    depends_on:\n      ray-head:\n        condition: service_healthy\n", ""),
+        "test_compose_rule and depends", "compose service 'ray-worker': rule 'depends-on': does not wait for 'ray-head'"),
+    "redis-evicts": Broken(
+        lambda r: edit(_compose(r), "      - noeviction", "      - allkeys-lru"),
+        "test_compose_rule and upstream", "compose service 'redis': rule 'upstream-requirements': Langfuse's queues need --maxmemory-policy noeviction"),
+    "service-dropped": Broken(
+        lambda r: edit(_compose(r), "  open-webui:\n", "  open-webui-renamed:\n"),
+        "matrix", "compose service 'open-webui': rule 'matrix-services'"),
+    "invalid-compose-file": Broken(
+        lambda r: edit(_compose(r), "services:\n  redis:\n", "services:\n  redis:\n    image: [unclosed\n"),
+        "test_compose_rule and healthcheck", "invalid Compose file"),
+}
+
+HELM_VARIANTS: dict[str, Broken] = {
+    "container-running-as-root": Broken(
+        lambda r: edit(_template(r, "redis.yaml"), '  securityContext:\n    {{- include "swarm.containerSecurityContext" . | nindent 4 }}',
+                       '  securityContext:\n    {{- include "swarm.containerSecurityContext" . | nindent 4 }}\n    runAsUser: 0'),
+        "test_chart_rule and non-root", "StatefulSet/swarm-redis container 'redis': rule 'non-root'"),
+    "unlisted-writable-root": Broken(
+        lambda r: edit(_template(r, "redis.yaml"), '  securityContext:\n    {{- include "swarm.containerSecurityContext" . | nindent 4 }}',
+                       '  securityContext:\n    allowPrivilegeEscalation: false\n    capabilities: {drop: ["ALL"]}'),
+        "test_chart_rule and read-only", "StatefulSet/swarm-redis container 'redis': rule 'read-only-root'"),
+    "privilege-escalation": Broken(
+        lambda r: edit(_template(r, "_helpers.tpl"), "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true"),
+        "test_chart_rule and privilege", "rule 'no-privilege-escalation': allowPrivilegeEscalation is not false"),
+    "container-without-resources": Broken(
+        lambda r: edit(_template(r, "qdrant.yaml"), "  resources:\n    {{- toYaml .cfg.resources | nindent 4 }}", "  resources: {}"),
+        "test_chart_rule and resources", "StatefulSet/swarm-qdrant container 'qdrant': rule 'resources': no requests for cpu, memory"),
+    "container-without-readiness": Broken(
+        lambda r: edit(_template(r, "qdrant.yaml"), '  readinessProbe:\n    {{- include "swarm.httpProbe" (dict "path" "/readyz" "port" 6333 "period" 5) | nindent 4 }}\n', ""),
+        "test_chart_rule and probes", "StatefulSet/swarm-qdrant container 'qdrant': rule 'probes': no readinessProbe"),
+    "host-path-volume": Broken(
+        lambda r: edit(_template(r, "qdrant.yaml"), '"- name: snapshots\\n  emptyDir: {}"', '"- name: snapshots\\n  hostPath: {path: /var/lib/qdrant}"'),
+        "test_chart_rule and host", "StatefulSet/swarm-qdrant: rule 'no-host-path': volume 'snapshots' is a hostPath"),
+    "plaintext-default-password": Broken(
+        lambda r: edit(_values(r), '  redisPassword: ""', '  redisPassword: "changeme"'),
+        "test_chart_rule and secret", "Secret/swarm-secrets: rule 'secret-defaults': key 'redis-password' holds a well-known placeholder password"),
+    "ray-dashboard-open-to-all": Broken(
+        lambda r: edit(_template(r, "networkpolicies.yaml"), '"ray-head" (list "ray-head" "ray-worker" "test")', '"ray-head" (list "*")'),
+        "test_chart_rule and network", "Deployment/swarm-ray-head: rule 'network-policies': NetworkPolicy/swarm-ray-head admits traffic from every pod"),
+    "token-automounted": Broken(
+        lambda r: edit(_template(r, "_helpers.tpl"), "      automountServiceAccountToken: false", "      automountServiceAccountToken: true"),
+        "test_chart_rule and service-accounts", "rule 'service-accounts': mounts a ServiceAccount token"),
+    "invalid-manifest": Broken(
+        lambda r: edit(_template(r, "redis.yaml"), "    - {name: redis, containerPort: 6379}", "    - {name: redis, containerPort: six-three-seven-nine}"),
+        "test_chart_rule and schema", "StatefulSet/swarm-redis: rule 'schema-valid'"),
+    "vllm-without-gpu": Broken(
+        lambda r: edit(_values(r), "      limits: {cpu: \"8\", memory: 32Gi, nvidia.com/gpu: 1}", "      limits: {cpu: \"8\", memory: 32Gi}"),
+        "test_chart_rule and schema", "rule 'renders'"),
+    "latest-image-in-values": Broken(
+        lambda r: edit(_values(r), "    tag: 7.4.2-alpine", "    tag: latest"),
+        "test_chart_rule and schema", "rule 'renders'"),
+}
+
+
+def _run_static(pytester: pytest.Pytester, root: Path, selection: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        str(STATIC_SUITE), "-p", "no:cacheprovider", "-q", "-k", selection,
+        f"--compose-file={root / 'compose' / 'docker-compose.yml'}", f"--chart={root / 'helm'}",
+        f"--rootdir={root}",
+    )
+
+
+@pytest.mark.parametrize("variant", COMPOSE_VARIANTS, ids=list(COMPOSE_VARIANTS))
+def test_compose_variant_fails_static_suite(variant: str, asset_copy: Path, pytester: pytest.Pytester) -> None:
+    broken = COMPOSE_VARIANTS[variant]
+    broken.break_assets(asset_copy)
+    result = _run_static(pytester, asset_copy, broken.selection)
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output
+    assert broken.expected in output, output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("variant", HELM_VARIANTS, ids=list(HELM_VARIANTS))
+def test_helm_variant_fails_static_suite(variant: str, asset_copy: Path, pytester: pytest.Pytester) -> None:
+    broken = HELM_VARIANTS[variant]
+    broken.break_assets(asset_copy)
+    result = _run_static(pytester, asset_copy, broken.selection)
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output
+    assert broken.expected in output, output
+
+
+def test_unbroken_copy_passes(asset_copy: Path, pytester: pytest.Pytester) -> None:
+    """The control: the same run on an untouched copy passes, so the failures above are the breaks'."""
+    result = _run_static(pytester, asset_copy, "test_compose_rule or test_chart_rule")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
