@@ -41,6 +41,9 @@ class Catalog:
     active: frozenset[str]
     profiles: tuple[str, ...] = ()
     source: str = ""
+    # How services are added to this deployment, when it is not through Compose profiles
+    # (the external target: "add it to the endpoints file ...").
+    enable_hint: str | None = None
 
     def deployed(self) -> dict[str, Service]:
         return {name: svc for name, svc in self.services.items() if name in self.active}
@@ -54,6 +57,9 @@ class Catalog:
         if service is None:
             known = ", ".join(sorted(self.services)) or "none"
             return f"it is not defined in {self.source or 'the assets'} (known services: {known})"
+        profile_note = f" (Compose profile {', '.join(service.profiles)})" if service.profiles else ""
+        if self.enable_hint:
+            return self.enable_hint + profile_note
         if service.profiles:
             flags = " or ".join(f"--profile {p}" for p in service.profiles)
             return f"enable it with {flags} (Compose profile {', '.join(service.profiles)})"
