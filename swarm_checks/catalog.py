@@ -28,10 +28,6 @@ class Service:
     image: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def needs_gpu(self) -> bool:
-        return self.labels.get("swarm.engine") == "vllm"
-
 
 @dataclass(frozen=True)
 class Catalog:
@@ -44,9 +40,6 @@ class Catalog:
     # How services are added to this deployment, when it is not through Compose profiles
     # (the external target: "add it to the endpoints file ...").
     enable_hint: str | None = None
-
-    def deployed(self) -> dict[str, Service]:
-        return {name: svc for name, svc in self.services.items() if name in self.active}
 
     def of_kind(self, kind: str) -> list[Service]:
         return [svc for name, svc in sorted(self.services.items()) if name in self.active and svc.kind == kind]

@@ -5,8 +5,6 @@ enable it; it never passes silently.
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
 from typing import Callable, Protocol
 
 import pytest
@@ -30,16 +28,6 @@ class Topology(Protocol):
 
     def has_gpu(self) -> bool: ...
 
-
-def host_has_gpu() -> bool:
-    """True when nvidia-smi lists at least one GPU on this host."""
-    if shutil.which("nvidia-smi") is None:
-        return False
-    try:
-        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return listing.returncode == 0 and "GPU" in listing.stdout
 
 
 def _names(marker: pytest.Mark, marker_name: str) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -199,16 +199,11 @@ def _ini(config: pytest.Config, name: str) -> Any:
 
 def validate_explicit_files(settings: SwarmSettings) -> None:
     """Files the user named must exist: checked at start-up so the error comes first and once."""
-    checks: list[tuple[str, Callable[[SwarmSettings], Path | None], str]] = [
-        ("compose_file", lambda s: s.compose_file, "--compose-file"),
-        ("env_file", lambda s: s.env_file, "--env-file"),
-        ("chart", lambda s: s.chart, "--chart"),
-        ("endpoints", lambda s: s.endpoints, "--endpoints"),
-        ("kubeconfig", lambda s: s.kubeconfig, "--kubeconfig"),
-    ]
-    for dest, get, flag in checks:
-        path = get(settings)
-        if dest in settings.explicit and path is not None and not path.exists():
+    for spec in OPTIONS:
+        if spec.kind != "path" or spec.dest not in settings.explicit:
+            continue
+        path, flag = getattr(settings, spec.dest), spec.flag
+        if path is not None and not path.exists():
             raise SwarmUsageError(f"{flag}: {path} does not exist; pass the path of an existing file")
     for path in settings.values:
         if not path.exists():

@@ -34,6 +34,12 @@ class Rule(Generic[Assets]):
     check: Callable[[Assets], Iterable[Violation]]
 
 
+def is_pinned(image: str) -> bool:
+    """An image reference with an explicit tag other than `latest`, or a digest."""
+    last = image.rsplit("/", 1)[-1]
+    return "@sha256:" in image or (":" in last and not last.endswith(":latest"))
+
+
 def fail_on(violations: Iterable[Violation]) -> None:
     """Fail the calling test with one line per violation and no Python traceback."""
     found = sorted(set(violations), key=str)

@@ -16,7 +16,7 @@ import yaml
 
 from swarm_checks import compose_cli
 from swarm_checks.catalog import ALL_PROFILES
-from swarm_checks.static import Rule, Violation
+from swarm_checks.static import Rule, Violation, is_pinned
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 _SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|_KEYS?$|^SALT$|ENCRYPTION_KEY|AUTH$)", re.IGNORECASE)
@@ -123,10 +123,9 @@ def check_healthcheck(assets: ComposeAssets) -> Iterator[Violation]:
 def check_pinned_image(assets: ComposeAssets) -> Iterator[Violation]:
     for name, service in _each(assets):
         image = str(service.get("image") or "")
-        last = image.rsplit("/", 1)[-1]
         if not image:
             yield Violation(_obj(name), "pinned-image", "no image: name an image with a pinned tag")
-        elif "@sha256:" not in image and (":" not in last or last.endswith(":latest")):
+        elif not is_pinned(image):
             yield Violation(_obj(name), "pinned-image", f"image {image!r} is not pinned: use an explicit version tag, never latest")
         raw_image = str(assets.raw_service(name).get("image") or "")
         if raw_image and not _DEFAULT_PINNED.match(raw_image):

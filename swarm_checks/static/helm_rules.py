@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from swarm_checks import helm_render
-from swarm_checks.static import Rule, Violation
+from swarm_checks.static import Rule, Violation, is_pinned
 
 KUBERNETES_VERSION = "1.30.0"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
@@ -55,10 +55,7 @@ class ChartRender:
         return (self.values.get("securityExceptions") or {}).get(setting) or {}
 
     def get(self, dotted: str) -> Any:
-        node: Any = self.values
-        for part in dotted.split("."):
-            node = (node or {}).get(part)
-        return node
+        return _get(self.values, dotted)
 
 
 def _get(values: Mapping[str, Any], dotted: str) -> Any:
@@ -316,8 +313,7 @@ def check_pinned_images(render: ChartRender) -> Iterator[Violation]:
     for doc, spec in _pods(render):
         for _, container in _containers(spec):
             image = str(container.get("image") or "")
-            last = image.rsplit("/", 1)[-1]
-            if "@sha256:" not in image and (":" not in last or last.endswith(":latest")):
+            if not is_pinned(image):
                 yield _v(render, doc, "pinned-images", f"image {image!r} has no pinned tag", container.get("name"))
 
 

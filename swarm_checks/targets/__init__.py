@@ -23,10 +23,6 @@ NOT_YET: dict[str, str] = {
 }
 
 
-def available(name: str) -> bool:
-    return name in REGISTRY
-
-
 def check_available(name: str) -> None:
     """A usage error when the named target does not exist or is not implemented yet."""
     if name in REGISTRY:

@@ -33,12 +33,6 @@ class Endpoint:
     def port(self) -> int | None:
         return urlsplit(self.url).port
 
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """Every secret value this endpoint carries, for redaction in logs and reports."""
-        values = (self.password, self.api_key, urlsplit(self.url).password)
-        return tuple(value for value in values if value)
-
 
 @dataclass(frozen=True)
 class ExecResult:
