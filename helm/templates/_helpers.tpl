@@ -102,7 +102,7 @@ spec:
       labels:
         {{- include "swarm.selectorLabels" . | nindent 8 }}
       annotations:
-        checksum/secrets: {{ include (print .root.Template.BasePath "/secrets.yaml") .root | sha256sum | trunc 16 }}
+        checksum/secrets: {{ include (print .root.Template.BasePath "/secrets.yaml") .root | sha256sum | trunc 16 | quote }}
     spec:
       serviceAccountName: {{ include "swarm.name" . }}
       automountServiceAccountToken: false
