@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from swarm_checks import compose_cli
 
@@ -99,9 +99,9 @@ def _service_from_compose(name: str, spec: Mapping[str, Any]) -> Service:
     )
 
 
-def load_compose_catalog(compose_file: Path, env_file: Path | None, profiles: Iterable[str]) -> Catalog:
+def load_compose_catalog(compose_file: Path, env_files: Sequence[Path], profiles: Iterable[str]) -> Catalog:
     """Render the Compose file twice: with every profile (all services) and with the chosen ones."""
     chosen = tuple(profiles)
-    everything = compose_cli.render_config(compose_file, env_file, [ALL_PROFILES])
-    active = compose_cli.render_config(compose_file, env_file, chosen)
+    everything = compose_cli.render_config(compose_file, env_files, [ALL_PROFILES])
+    active = compose_cli.render_config(compose_file, env_files, chosen)
     return Catalog.from_compose_config(everything, active.get("services", {}).keys(), chosen, source=str(compose_file))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from swarm_checks.errors import SwarmError
 
@@ -38,10 +39,15 @@ def compose_command() -> tuple[str, ...]:
     )
 
 
-def base_args(compose_file: Path, env_file: Path | None, project: str | None, profiles: Iterable[str]) -> list[str]:
-    """Arguments every compose call shares: file, env file, project name, profiles."""
+def base_args(
+    compose_file: Path, env_files: Sequence[Path], project: str | None, profiles: Iterable[str],
+    extra_files: Sequence[Path] = (),
+) -> list[str]:
+    """Arguments every compose call shares: files, env files (later win), project name, profiles."""
     args = [*compose_command(), "-f", str(compose_file)]
-    if env_file is not None:
+    for extra in extra_files:
+        args += ["-f", str(extra)]
+    for env_file in env_files:
         args += ["--env-file", str(env_file)]
     if project:
         args += ["-p", project]
@@ -50,9 +56,18 @@ def base_args(compose_file: Path, env_file: Path | None, project: str | None, pr
     return args
 
 
-def run(args: Sequence[str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus `overrides`: Compose lets the shell win over env files."""
+    return {**os.environ, **(overrides or {})}
+
+
+def run(
+    args: Sequence[str], timeout: float = 120.0, overrides: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a compose command, capturing output; never raises on a nonzero exit."""
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        list(args), capture_output=True, text=True, timeout=timeout, check=False, env=environment(overrides)
+    )
 
 
 def first_error_line(stderr: str) -> str:
@@ -62,15 +77,17 @@ def first_error_line(stderr: str) -> str:
 
 
 def render_config(
-    compose_file: Path, env_file: Path | None, profiles: Iterable[str], project: str | None = None
+    compose_file: Path, env_files: Sequence[Path], profiles: Iterable[str], project: str | None = None,
+    overrides: Mapping[str, str] | None = None, extra_files: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """`docker compose config --format json` for the given profiles, as a dictionary."""
     if not compose_file.exists():
         raise SwarmError(f"Compose file {compose_file} does not exist: pass --compose-file with the stack's file")
-    if env_file is not None and not env_file.exists():
-        raise SwarmError(f"env file {env_file} does not exist: copy compose/.env.example to compose/.env or pass --env-file")
-    args = [*base_args(compose_file, env_file, project, profiles), "config", "--format", "json"]
-    result = run(args)
+    for env_file in env_files:
+        if not env_file.exists():
+            raise SwarmError(f"env file {env_file} does not exist: copy compose/.env.example to compose/.env or pass --env-file")
+    args = [*base_args(compose_file, env_files, project, profiles, extra_files), "config", "--format", "json"]
+    result = run(args, overrides=overrides)
     if result.returncode != 0:
         raise SwarmError(f"invalid Compose file {compose_file}: {first_error_line(result.stderr)}")
     return json.loads(result.stdout)

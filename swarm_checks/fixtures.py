@@ -18,6 +18,8 @@ from swarm_checks.session import SwarmRun
 from swarm_checks.targets.base import Endpoint, Target
 
 SWARM_RUN = pytest.StashKey[SwarmRun]()
+# Services a test used (through swarm_endpoint): their logs go into its report when it fails.
+USED_SERVICES = pytest.StashKey[set]()
 
 
 def swarm_run(config: pytest.Config) -> SwarmRun:
@@ -32,10 +34,11 @@ def swarm_settings(pytestconfig: pytest.Config) -> SwarmSettings:
 
 @pytest.fixture(scope="session")
 def swarm_target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    """The stack for this session: `up` before the first test, `down` after the last.
+    """The stack for this session: `up` before the first test that needs it, `down` after the last.
 
-    `down` runs in a `finally`, so a failed `up` still removes what it created.
-    --keep-stack and --reuse-stack skip the teardown.
+    With pytest-xdist every worker attaches to one stack; the controller tears it down. `down`
+    runs in a `finally`, so a failed `up` still removes what it created; --keep-stack and
+    --reuse-stack skip the teardown.
     """
     run = swarm_run(request.config)
     try:
@@ -46,10 +49,11 @@ def swarm_target(request: pytest.FixtureRequest) -> Iterator[Target]:
         try:
             target.up()
         except SwarmError as error:
+            run.setup_error = error
             fail(f"the stack did not come up: {error}")
         yield target
     finally:
-        if not (run.settings.keep_stack or run.settings.reuse_stack):
+        if run.owns_teardown:
             target.down()
 
 
@@ -62,14 +66,16 @@ def swarm_catalog(pytestconfig: pytest.Config) -> Catalog:
         fail(str(error))
 
 
-@pytest.fixture(scope="session")
-def swarm_endpoint(swarm_target: Target) -> Callable[[str], Endpoint]:
+@pytest.fixture
+def swarm_endpoint(swarm_target: Target, request: pytest.FixtureRequest) -> Callable[[str], Endpoint]:
     """Look up a deployed service's endpoint; a service that is not deployed skips the test."""
+    used = request.node.stash.setdefault(USED_SERVICES, set())
 
     def lookup(service: str) -> Endpoint:
         catalog = swarm_target.catalog()
         if service not in catalog.active:
             pytest.skip(f"service {service!r} is not deployed: {catalog.how_to_enable(service)}")
+        used.add(service)
         try:
             return swarm_target.endpoint(service)
         except SwarmError as error:

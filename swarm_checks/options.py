@@ -30,6 +30,7 @@ class OptionSpec:
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
+    must_exist: bool = True  # for path options: a named file that is missing is a usage error
 
     @property
     def ini(self) -> str:
@@ -46,8 +47,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("--profile", "profiles", "SWARM_PROFILES", "list", (),
                "Compose profile to enable (repeatable; the environment variable takes a comma list). "
                "gpu or cpu is added from GPU detection when neither is given"),
-    OptionSpec("--env-file", "env_file", "SWARM_ENV_FILE", "path", None,
-               "environment file for Compose (default: compose/.env, else compose/.env.example)"),
+    OptionSpec("--env-file", "env_files", "SWARM_ENV_FILE", "paths", (),
+               "environment file for Compose (repeatable, later files win; the environment variable takes a "
+               "comma list). Default: compose/.env, else compose/.env.example"),
+    OptionSpec("--services", "services", "SWARM_SERVICES", "list", (),
+               "deploy only these Compose services and what they depend on (repeatable or a comma list); "
+               "default: every service of the active profiles"),
+    OptionSpec("--host-ports", "host_ports", "SWARM_HOST_PORTS", "str", "random",
+               "host ports of a stack the plugin starts: random (free ports, no clash with a running stack) "
+               "or env (the *_PORT values of the env files)", choices=("random", "env")),
     OptionSpec("--namespace", "namespace", "SWARM_NAMESPACE", "str", "vllm-swarm",
                "Kubernetes namespace of the release"),
     OptionSpec("--release", "release", "SWARM_RELEASE", "str", "swarm", "Helm release name"),
@@ -64,6 +72,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "attach to an already running project: no up, no down"),
     OptionSpec("--stack-timeout", "stack_timeout", "SWARM_STACK_TIMEOUT", "float", 900.0,
                "seconds to wait for every service to become ready"),
+    OptionSpec("--log-dir", "log_dir", "SWARM_LOG_DIR", "path", None,
+               "where service logs and the readiness record are written (default: beside the --html "
+               "report, else reports/)", must_exist=False),
 )
 
 _INI_TYPES = {"str": "string", "path": "string", "list": "args", "paths": "args", "bool": "bool", "float": "string"}
@@ -98,7 +109,9 @@ class SwarmSettings:
     target: str
     compose_file: Path
     profiles: tuple[str, ...]
-    env_file: Path | None
+    env_files: tuple[Path, ...]
+    services: tuple[str, ...]
+    host_ports: str
     namespace: str
     release: str
     chart: Path
@@ -109,15 +122,16 @@ class SwarmSettings:
     keep_stack: bool
     reuse_stack: bool
     stack_timeout: float
+    log_dir: Path | None
     rootdir: Path
     explicit: frozenset[str] = field(default_factory=frozenset)
 
-    def compose_env_file(self) -> Path:
-        """The env file Compose reads: the chosen one, else compose/.env, else .env.example."""
-        if self.env_file is not None:
-            return self.env_file
+    def compose_env_files(self) -> tuple[Path, ...]:
+        """The env files Compose reads: the chosen ones, else compose/.env, else .env.example."""
+        if self.env_files:
+            return self.env_files
         local = self.compose_file.parent / ".env"
-        return local if local.exists() else self.compose_file.parent / ".env.example"
+        return (local if local.exists() else self.compose_file.parent / ".env.example",)
 
 
 def _convert(spec: OptionSpec, raw: Any, base: Path, source: str) -> Any:
@@ -150,7 +164,7 @@ def _convert(spec: OptionSpec, raw: Any, base: Path, source: str) -> Any:
         return _as_path(str(raw), base)
     text = str(raw)
     if spec.choices and text not in spec.choices:
-        raise SwarmUsageError(f"{where}: unknown target {text!r}; choose one of {', '.join(spec.choices)}")
+        raise SwarmUsageError(f"{where}: unknown {spec.dest.replace('_', ' ')} {text!r}; choose one of {', '.join(spec.choices)}")
     return text
 
 
@@ -200,11 +214,14 @@ def _ini(config: pytest.Config, name: str) -> Any:
 def validate_explicit_files(settings: SwarmSettings) -> None:
     """Files the user named must exist: checked at start-up so the error comes first and once."""
     for spec in OPTIONS:
-        if spec.kind != "path" or spec.dest not in settings.explicit:
+        if spec.kind != "path" or spec.dest not in settings.explicit or not spec.must_exist:
             continue
         path, flag = getattr(settings, spec.dest), spec.flag
         if path is not None and not path.exists():
             raise SwarmUsageError(f"{flag}: {path} does not exist; pass the path of an existing file")
-    for path in settings.values:
-        if not path.exists():
-            raise SwarmUsageError(f"--values: {path} does not exist; pass the path of an existing values file")
+    for spec in OPTIONS:
+        if spec.kind != "paths":
+            continue
+        for path in getattr(settings, spec.dest):
+            if not path.exists():
+                raise SwarmUsageError(f"{spec.flag}: {path} does not exist; pass the path of an existing file")

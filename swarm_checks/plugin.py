@@ -1,12 +1,19 @@
 """pytest entry point of swarm_checks: options, markers, hooks. Thin: it delegates."""
 from __future__ import annotations
 
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import Any, Generator
+
 import pytest
 
-from swarm_checks import markers, options, targets
+from swarm_checks import markers, options, report, targets
 from swarm_checks.errors import SwarmError, fail
 from swarm_checks.fixtures import SWARM_RUN, swarm_catalog, swarm_endpoint, swarm_run, swarm_settings, swarm_target
 from swarm_checks.session import SwarmRun
+from swarm_checks.shared_state import RunContext, SharedState
 
 __all__ = ["swarm_catalog", "swarm_endpoint", "swarm_settings", "swarm_target"]
 
@@ -15,13 +22,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.register(parser)
 
 
+def _log_dir(config: pytest.Config, settings: options.SwarmSettings) -> Path:
+    if settings.log_dir is not None:
+        return settings.log_dir
+    html = getattr(config.option, "htmlpath", None)
+    if html:
+        return (Path(html).parent if Path(html).is_absolute() else Path.cwd() / Path(html).parent) / "swarm-logs"
+    return settings.rootdir / "reports" / "swarm-logs"
+
+
+def _context(config: pytest.Config, settings: options.SwarmSettings) -> RunContext:
+    """The run id comes from the xdist controller, so that all workers share one stack."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    log_dir = _log_dir(config, settings)
+    if workerinput is not None and "swarm_run_id" in workerinput:
+        return RunContext(workerinput["swarm_run_id"], int(workerinput["swarm_owner_pid"]), True, log_dir)
+    return RunContext(uuid.uuid4().hex[:10], os.getpid(), workerinput is not None, log_dir)
+
+
+class _XdistHooks:
+    """Registered only when pytest-xdist is active: hands the run id to every worker."""
+
+    @pytest.hookimpl
+    def pytest_configure_node(self, node: Any) -> None:
+        run = swarm_run(node.config)
+        node.workerinput["swarm_run_id"] = run.context.run_id
+        node.workerinput["swarm_owner_pid"] = str(run.context.owner_pid)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for name, line in markers.MARKERS.items():
         config.addinivalue_line("markers", line)
     settings = options.resolve(config)
     options.validate_explicit_files(settings)
-    run = SwarmRun(settings)
+    run = SwarmRun(settings, _context(config, settings))
     config.stash[SWARM_RUN] = run
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "swarm_checks_xdist")
+    if not run.context.is_worker and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        # SIGTERM (CI cancelling a job) unwinds like Ctrl-C, so the stack is still torn down.
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     if "target" in settings.explicit:
         targets.check_available(settings.target)
         if settings.target == "external":
@@ -35,7 +79,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     settings = swarm_run(config).settings
     profiles = ",".join(settings.profiles) or "auto"
-    return f"swarm: target={settings.target} compose_file={settings.compose_file} profiles={profiles}"
+    services = ",".join(settings.services) or "all"
+    return (f"swarm: target={settings.target} compose_file={settings.compose_file} profiles={profiles} "
+            f"services={services}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -55,3 +101,49 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         fail(str(error))
     if reason:
         pytest.skip(reason)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    rep = yield
+    if rep.failed:
+        report.attach_logs(item, rep, swarm_run(item.config))
+    return rep
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The owner tears down a stack that workers stood up (the xdist controller has no fixture)."""
+    run = swarm_run(session.config)
+    if run.settings.target != "compose" or run.context.is_worker:
+        return
+    state_file = run.context.state_dir / "stack.json"
+    if not state_file.exists():
+        return
+    state = SharedState(run.context).read()
+    report.write_readiness(run.context.log_dir / "readiness.json", state.get("project", ""), state.get("readiness", {}))
+    if run.owns_teardown:
+        run.target().down()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    run = swarm_run(config)
+    if run.settings.target != "compose" or run.context.is_worker:
+        return
+    state = SharedState(run.context).read()
+    if not state:
+        return
+    terminalreporter.section("swarm: stack")
+    project = state.get("project", "?")
+    terminalreporter.write_line(f"project {project}: {state.get('status', '?')}")
+    lines = report.readiness_lines(state.get("readiness", {}))
+    if lines:
+        terminalreporter.write_line("time from `docker compose up` to ready, per service:")
+        for line in lines:
+            terminalreporter.write_line(line)
+    if state.get("status") == "failed":
+        terminalreporter.write_line(f"setup failed: {state.get('error', '')}")
+    terminalreporter.write_line(f"service logs: {run.context.log_dir / project}")
+    if run.settings.keep_stack:
+        terminalreporter.write_line(f"stack kept (--keep-stack): attach with --reuse-stack after "
+                                    f"`export COMPOSE_PROJECT_NAME={project}`, remove with "
+                                    f"`docker compose -p {project} down --volumes`")

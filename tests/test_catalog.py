@@ -11,7 +11,7 @@ ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 
 
 def test_profiles_choose_the_deployed_services() -> None:
-    catalog = load_compose_catalog(COMPOSE_DIR / "docker-compose.yml", ENV_EXAMPLE, ["cpu", "proxy"])
+    catalog = load_compose_catalog(COMPOSE_DIR / "docker-compose.yml", [ENV_EXAMPLE], ["cpu", "proxy"])
     assert {"llm-cpu", "proxy", "redis", "ray-head", "ray-worker"} <= catalog.active
     assert "vllm-phi" not in catalog.active and "vllm-phi" in catalog.services
     assert [s.name for s in catalog.of_kind("llm")] == ["llm-cpu"]
@@ -24,7 +24,7 @@ def test_profiles_choose_the_deployed_services() -> None:
 def test_a_service_added_to_the_assets_is_discovered(asset_copy: Path) -> None:
     compose = asset_copy / "compose" / "docker-compose.yml"
     edit(compose, "\nnetworks:\n", "\n  search:\n    image: example/search:1.0\n    labels:\n      swarm.kind: search\n      swarm.port: \"7700\"\n\nnetworks:\n")
-    catalog = load_compose_catalog(compose, asset_copy / "compose" / ".env.example", ["cpu"])
+    catalog = load_compose_catalog(compose, [asset_copy / "compose" / ".env.example"], ["cpu"])
     assert "search" in catalog.active
     assert catalog.services["search"].kind == "search" and catalog.services["search"].port == 7700
 

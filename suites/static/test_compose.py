@@ -21,7 +21,7 @@ def test_profile_combination_renders_with_matrix_services(
 ) -> None:
     """Every profile combination renders, and deploys exactly the matrix's services for it."""
     try:
-        rendered = compose_cli.render_config(compose_assets.compose_file, compose_assets.env_example, profiles)
+        rendered = compose_cli.render_config(compose_assets.compose_file, [compose_assets.env_example], profiles)
     except SwarmError as error:
         fail(f"profiles {'+'.join(profiles)}: rule 'renders': {error}")
     expected = compose_rules.expected_services(compose_assets.matrix, profiles)

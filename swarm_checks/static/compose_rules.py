@@ -59,7 +59,7 @@ def read_env_keys(path: Path) -> frozenset[str]:
 def load_assets(compose_file: Path, matrix: Mapping[str, Any]) -> ComposeAssets:
     env_example = compose_file.parent / ".env.example"
     # Compose validates first: its message for a broken file is the one the user needs.
-    rendered = compose_cli.render_config(compose_file, env_example, [ALL_PROFILES])
+    rendered = compose_cli.render_config(compose_file, [env_example], [ALL_PROFILES])
     raw_text = compose_file.read_text()
     return ComposeAssets(
         compose_file=compose_file,

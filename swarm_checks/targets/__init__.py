@@ -9,15 +9,15 @@ from typing import Callable
 
 from swarm_checks.errors import SwarmUsageError
 from swarm_checks.options import SwarmSettings
+from swarm_checks.shared_state import RunContext
 from swarm_checks.targets.base import Target
 
 # name -> "module:factory", or the reason the target is not available in this version.
 REGISTRY: dict[str, str] = {
+    "compose": "swarm_checks.targets.compose:ComposeTarget",
     "external": "swarm_checks.targets.external:ExternalTarget",
 }
 NOT_YET: dict[str, str] = {
-    "compose": "the compose target is not implemented in this version of swarm_checks; "
-               "start the stack with `make compose-up` and use --target=external --endpoints FILE",
     "k8s": "the k8s target is not implemented in this version of swarm_checks; "
            "port-forward the release's Services and use --target=external --endpoints FILE",
 }
@@ -32,9 +32,9 @@ def check_available(name: str) -> None:
     raise SwarmUsageError(f"--target={name}: unknown target; choose one of {', '.join(sorted({*REGISTRY, *NOT_YET}))}")
 
 
-def create(settings: SwarmSettings) -> Target:
-    """Import the chosen backend and build it from the run's settings."""
+def create(settings: SwarmSettings, context: RunContext) -> Target:
+    """Import the chosen backend and build it from the run's settings and context."""
     check_available(settings.target)
     module_name, factory_name = REGISTRY[settings.target].split(":")
-    factory: Callable[[SwarmSettings], Target] = getattr(importlib.import_module(module_name), factory_name)
-    return factory(settings)
+    factory: Callable[[SwarmSettings, RunContext], Target] = getattr(importlib.import_module(module_name), factory_name)
+    return factory(settings, context)

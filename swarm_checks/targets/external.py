@@ -29,6 +29,7 @@ import yaml
 from swarm_checks.catalog import Catalog, Service, load_compose_catalog
 from swarm_checks.errors import SwarmError, SwarmUsageError, TargetCapabilityError
 from swarm_checks.options import SwarmSettings
+from swarm_checks.shared_state import RunContext
 from swarm_checks.targets.base import Endpoint, ExecResult
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -91,7 +92,7 @@ class ExternalTarget:
 
     name = "external"
 
-    def __init__(self, settings: SwarmSettings) -> None:
+    def __init__(self, settings: SwarmSettings, context: RunContext | None = None) -> None:
         if settings.endpoints is None:
             raise SwarmUsageError("--target=external needs --endpoints FILE (a YAML file of service URLs; see README)")
         self._settings = settings
@@ -112,7 +113,7 @@ class ExternalTarget:
         if not compose_file.exists():
             return {}
         try:
-            return dict(load_compose_catalog(compose_file, self._settings.compose_env_file(), ()).services)
+            return dict(load_compose_catalog(compose_file, self._settings.compose_env_files(), ()).services)
         except SwarmError:
             return {}
 
