@@ -40,9 +40,30 @@ class Catalog:
     # How services are added to this deployment, when it is not through Compose profiles
     # (the external target: "add it to the endpoints file ...").
     enable_hint: str | None = None
+    # Whether inactive Compose profiles of a service belong in the hint (not for the external target).
+    profiles_apply: bool = True
 
     def of_kind(self, kind: str) -> list[Service]:
         return [svc for name, svc in sorted(self.services.items()) if name in self.active and svc.kind == kind]
+
+    def defined_of_kind(self, kind: str) -> list[Service]:
+        return [svc for _, svc in sorted(self.services.items()) if svc.kind == kind]
+
+    def primary_llm(self) -> Service | None:
+        """The deployed engine of the primary LLM slot: label swarm.primary, else the only LLM."""
+        llms = self.of_kind("llm")
+        primary = [svc for svc in llms if svc.labels.get("swarm.primary") == "true"]
+        if primary:
+            return primary[0]
+        return llms[0] if len(llms) == 1 else None
+
+    def why_none_of_kind(self, kind: str) -> str:
+        """Skip reason when no service of a kind is deployed: names them and how to enable each."""
+        defined = self.defined_of_kind(kind)
+        if not defined:
+            return f"no {kind} service is defined in {self.source or 'the assets'}"
+        hints = "; ".join(f"{svc.name}: {self.how_to_enable(svc.name)}" for svc in defined)
+        return f"no {kind} service is deployed ({hints})"
 
     def how_to_enable(self, name: str) -> str:
         """A hint that says how to deploy a service that is not active."""
@@ -52,7 +73,11 @@ class Catalog:
             return f"it is not defined in {self.source or 'the assets'} (known services: {known})"
         profile_note = f" (Compose profile {', '.join(service.profiles)})" if service.profiles else ""
         if self.enable_hint:
-            return self.enable_hint + profile_note
+            hint = self.enable_hint.format(name=name)
+            inactive = [p for p in service.profiles if p not in self.profiles] if self.profiles_apply else []
+            if inactive:
+                return hint + " and enable it with " + " or ".join(f"--profile {p}" for p in inactive)
+            return hint + profile_note
         if service.profiles:
             flags = " or ".join(f"--profile {p}" for p in service.profiles)
             return f"enable it with {flags} (Compose profile {', '.join(service.profiles)})"

@@ -155,8 +155,7 @@ class ComposeTarget:
         deployed = self.deployed_services()
         hint = None
         if self.settings.services:
-            hint = (f"this run deploys only --services {','.join(self.settings.services)}; add it there "
-                    "(and its Compose profile, if it has one)")
+            hint = f"this run deploys only --services {','.join(self.settings.services)}: add {{name}} to --services"
         return Catalog(services=everything.services, active=frozenset(deployed), profiles=self.profiles,
                        source=everything.source, enable_hint=hint)
 
@@ -540,7 +539,7 @@ def build_endpoint(name: str, kind: str, host: str, port: int, environment: Mapp
     if kind == "langfuse-web":
         return Endpoint(name, kind, base, username=env.get("LANGFUSE_INIT_PROJECT_PUBLIC_KEY"),
                         api_key=env.get("LANGFUSE_INIT_PROJECT_SECRET_KEY"),
-                        extra={"bucket": env.get("LANGFUSE_S3_EVENT_UPLOAD_BUCKET", "")})
+                        extra={"project_id": env.get("LANGFUSE_INIT_PROJECT_ID", "")})
     if kind in ("llm", "proxy"):
         keys = [k.strip() for k in env.get("PROXY_API_KEYS", "").split(",") if k.strip()]
         command = [str(part) for part in (spec.get("command") or [])]

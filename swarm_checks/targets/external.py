@@ -104,7 +104,7 @@ class ExternalTarget:
         }
         self._catalog = Catalog(
             services={**known, **services}, active=frozenset(self._endpoints),
-            source=str(settings.endpoints), enable_hint=f"add it to the endpoints file {settings.endpoints}",
+            source=str(settings.endpoints), enable_hint=f"add it to the endpoints file {settings.endpoints}", profiles_apply=False,
         )
 
     def _compose_services(self) -> dict[str, Service]:
