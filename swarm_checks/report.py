@@ -16,8 +16,8 @@ import pytest
 from swarm_checks.errors import SwarmError
 from swarm_checks.fixtures import USED_SERVICES
 from swarm_checks.session import SwarmRun
+from swarm_checks.targets.base import LOG_TAIL
 
-LOG_TAIL = 40
 MAX_SECTION_CHARS = 6000
 
 

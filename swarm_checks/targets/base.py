@@ -11,6 +11,9 @@ from urllib.parse import urlsplit
 
 from swarm_checks.catalog import Catalog
 
+# Lines of a service's log that go into a failed test's report (the full log goes to a file).
+LOG_TAIL = 40
+
 
 @dataclass(frozen=True)
 class Endpoint:

@@ -30,12 +30,11 @@ from swarm_checks.options import SwarmSettings
 from swarm_checks.probes import PROBES
 from swarm_checks.redaction import Redactor
 from swarm_checks.shared_state import RunContext, SharedState
-from swarm_checks.targets.base import Endpoint, ExecResult
+from swarm_checks.targets.base import LOG_TAIL, Endpoint, ExecResult
 from swarm_checks.waiting import Backoff, GiveUp, WaitTimeout, describe, wait_until
 
 ENGINE_PROFILES = ("gpu", "cpu")
 PORT_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*_PORT)[-:]")
-LOG_TAIL = 60
 DOWN_TIMEOUT = 180.0
 
 
