@@ -63,7 +63,7 @@ case "${1:-}" in
     if docker compose version >/dev/null 2>&1; then echo "ok       docker compose v2"; else echo "missing  docker compose v2"; fi
     if docker info >/dev/null 2>&1; then echo "ok       docker engine running"; else echo "missing  docker engine (not running)"; fi
     if gpu_present; then echo "ok       NVIDIA GPU (profile gpu)"; else echo "none     NVIDIA GPU (profile cpu will serve the LLM)"; fi
-    if [ -x .venv/bin/pytest ]; then echo "ok       .venv with swarm_checks"; else echo "missing  .venv (make install-deps)"; fi
+    if [ -x .venv/bin/pytest ]; then echo "ok       .venv with swarm_checks"; else echo "missing  .venv (make setup)"; fi
     ;;
   compose)
     require_compose

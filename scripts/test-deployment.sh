@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTEST=${PYTEST:-.venv/bin/pytest}
-[ -x "$PYTEST" ] || { echo "test-deployment: $PYTEST not found: run 'make install-deps' first" >&2; exit 2; }
+[ -x "$PYTEST" ] || { echo "test-deployment: $PYTEST not found: run 'make setup' first" >&2; exit 2; }
 
 suites=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do suites+=("$1"); shift; done

@@ -346,7 +346,10 @@ class ComposeTarget:
                         by_service.setdefault(container.get("Service", ""), []).append(container)
                     for name in sorted(pending - set(futures)):
                         group = by_service.get(name, [])
-                        if len(group) < self._replicas_of(name) or not all(_healthy(c) for c in group):
+                        # A service with a probe is probed as soon as it runs (its healthcheck may
+                        # still be in its first interval); one without waits for its healthcheck.
+                        gate = _running if self._has_probe(name) else _healthy
+                        if len(group) < self._replicas_of(name) or not all(gate(c) for c in group):
                             continue
                         endpoint = self._endpoint_from(name, group, by_service)
                         futures[name] = pool.submit(self._probe, name, endpoint, started, deadline, stop)
@@ -354,14 +357,28 @@ class ComposeTarget:
                         if name in pending and future.done():
                             future.result()  # raises the probe's error
                             pending.discard(name)
+                    if not pending and process is not None and process.poll() is None:
+                        # Every service answers; `up` itself must still finish (and succeed).
+                        if time.monotonic() > deadline:
+                            raise StackError("`docker compose up` did not finish before --stack-timeout")
+                        pending.add(_UP_PENDING)
+                        futures[_UP_PENDING] = pool.submit(_wait_process, process, deadline)
                     if pending and time.monotonic() > deadline:
                         raise StackError(self._timeout_message(pending, by_service), sorted(pending))
                     if pending:
                         time.sleep(backoff.delay(min(polls, 4)))
                         polls += 1
+                if process is not None and process.wait() != 0:
+                    stderr = outcome[0][1] if outcome else ""
+                    raise StackError(f"`docker compose up` failed: {explain(stderr, self.redact)}",
+                                     _culprits(stderr, services))
             except BaseException:
                 stop.set()
                 raise
+
+    def _has_probe(self, name: str) -> bool:
+        service = self.catalog_all().services.get(name)
+        return bool(service and service.port and service.kind in PROBES)
 
     def _replicas_of(self, name: str) -> int:
         return self._replicas(name) if name in self.config().get("services", {}) else 1
@@ -493,6 +510,21 @@ class ComposeTarget:
 def _culprits(stderr: str, services: Sequence[str]) -> list[str]:
     """Services a Compose error names (its container names contain the service name)."""
     return [name for name in services if re.search(rf"-{re.escape(name)}-\d+\b", stderr)]
+
+
+_UP_PENDING = "(docker compose up)"
+
+
+def _wait_process(process: subprocess.Popen[str], deadline: float) -> str:
+    try:
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise StackError("`docker compose up` did not finish before --stack-timeout") from None
+    return "done"
+
+
+def _running(container: Mapping[str, Any]) -> bool:
+    return container.get("State") == "running" and container.get("Health", "") != "unhealthy"
 
 
 def _healthy(container: Mapping[str, Any]) -> bool:
