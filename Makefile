@@ -12,7 +12,7 @@ ENV_FILE ?= $(if $(wildcard compose/.env),compose/.env,compose/.env.example)
 IMAGES_ENV ?= compose/images.env
 LIVE_PROFILES ?= cpu proxy
 LIVE_SERVICES ?= redis,postgres,ray-head,ray-worker,llm-cpu,proxy
-LIVE_ARGS := --target=compose $(foreach p,$(LIVE_PROFILES),--profile $(p)) --env-file $(ENV_FILE) \
+LIVE_ARGS := --target=compose --pull never $(foreach p,$(LIVE_PROFILES),--profile $(p)) --env-file $(ENV_FILE) \
              $(if $(wildcard $(IMAGES_ENV)),--env-file $(IMAGES_ENV)) --services $(LIVE_SERVICES)
 COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env $(foreach p,$(PROFILES),--profile $(p))
 

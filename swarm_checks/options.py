@@ -70,6 +70,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "leave the stack running after the session (no teardown)"),
     OptionSpec("--reuse-stack", "reuse_stack", "SWARM_REUSE_STACK", "bool", False,
                "attach to an already running project: no up, no down"),
+    OptionSpec("--pull", "pull", "SWARM_PULL", "str", "missing",
+               "image pulls for a stack the plugin starts: missing (pull what is not local) or never "
+               "(air-gapped: only local images)", choices=("missing", "never")),
     OptionSpec("--stack-timeout", "stack_timeout", "SWARM_STACK_TIMEOUT", "float", 900.0,
                "seconds to wait for every service to become ready"),
     OptionSpec("--log-dir", "log_dir", "SWARM_LOG_DIR", "path", None,
@@ -112,6 +115,7 @@ class SwarmSettings:
     env_files: tuple[Path, ...]
     services: tuple[str, ...]
     host_ports: str
+    pull: str
     namespace: str
     release: str
     chart: Path

@@ -229,9 +229,13 @@ def test_a_missing_image_is_one_clear_line(run_inner, monkeypatch: pytest.Monkey
     monkeypatch.setenv("APP_IMAGE", "vllm-swarm/does-not-exist:0")
     result, _ = run_inner(USES_REDIS)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*image vllm-swarm/does-not-exist:0 is not available locally and will not be pulled: "
+    result.stdout.fnmatch_lines(["*image vllm-swarm/does-not-exist:0 is not available locally and could not be pulled*"
                                  "build the local image set with scripts/build-image-set.sh*"])
     _assert_nothing_left(_project(result.stdout.str()))
+    never, _ = run_inner(USES_REDIS, "--pull=never")
+    never.assert_outcomes(errors=1)
+    never.stdout.fnmatch_lines(["*image vllm-swarm/does-not-exist:0 is not available locally and could not be pulled: "
+                                "build the local image set*"])
 
 
 def test_keep_then_reuse_then_clean(run_inner, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,8 +3,8 @@ ready, hand out endpoints from the published ports, read logs, tear everything d
 
 We drive the official `docker compose` CLI directly rather than testcontainers' DockerCompose
 (which wraps the same CLI): we need a project name per run, env overrides (random host ports,
-a free subnet), an override file that labels every resource with the run id, `up --pull never
---no-build` so a missing image is an error instead of a pull, and `ps --format json` to fail fast
+a free subnet), an override file that labels every resource with the run id, `up --no-build`
+(with --pull missing or never) so a missing image is one clear error, and `ps --format json` to fail fast
 on a container that exits or turns unhealthy. testcontainers' fixed-interval waits on container
 ports would give none of that.
 """
@@ -63,9 +63,19 @@ def effective_profiles(settings: SwarmSettings) -> tuple[str, ...]:
     return profiles
 
 
-def explain(stderr: str, redact: Redactor) -> str:
-    """Compose's error output as one line saying what is wrong and what to do."""
+def explain(stderr: str, redact: Redactor, images: Mapping[str, str] | None = None) -> str:
+    """Compose's error output as one line saying what is wrong and what to do.
+
+    `images` (service -> image) names the image when Compose only names the service that
+    failed to pull.
+    """
     text = redact(stderr)
+    pull = re.search(r"^\s*(\S+) Error (.*)$", text, re.M)
+    if pull and (images or {}).get(pull.group(1)):
+        name = images[pull.group(1)]  # type: ignore[index]
+        return (f"image {name} is not available locally and could not be pulled ({pull.group(2).strip()[:160]}): "
+                "build the local image set with scripts/build-image-set.sh and pass --env-file compose/images.env, "
+                "or check access to its registry")
     if re.search(r"Cannot connect to the Docker daemon|docker\.sock.*(no such file|connection refused)|permission denied.*docker\.sock", text, re.I):
         return ("the Docker engine is not reachable: start it (`dockerd &` or `systemctl start docker`), "
                 "or point DOCKER_HOST at a running engine")
@@ -77,7 +87,7 @@ def explain(stderr: str, redact: Redactor) -> str:
     image = re.search(r"No such image: (\S+)|pull access denied for (\S+?),|image \"?(\S+?)\"? not found|failed to resolve reference \"?([^\"\s]+)", text)
     if image:
         name = next(group for group in image.groups() if group)
-        return (f"image {name} is not available locally and will not be pulled: build the local image set with "
+        return (f"image {name} is not available locally and could not be pulled: build the local image set with "
                 "scripts/build-image-set.sh and pass --env-file compose/images.env, or pull it first")
     unhealthy = re.search(r"dependency failed to start: container (\S+) (is unhealthy|exited \(\d+\))", text)
     if unhealthy:
@@ -291,7 +301,7 @@ class ComposeTarget:
     def _up_and_wait(self, services: Sequence[str]) -> None:
         started = time.monotonic()
         deadline = started + self.settings.stack_timeout
-        args = [*self._args(), "up", "--detach", "--no-build", "--pull", "never", "--remove-orphans", *services]
+        args = [*self._args(), "up", "--detach", "--no-build", "--pull", self.settings.pull, "--remove-orphans", *services]
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env=compose_cli.environment(self.overrides))
         outcome: list[tuple[str, str]] = []
@@ -337,7 +347,7 @@ class ComposeTarget:
                                 break
                             time.sleep(0.05)
                         stderr = outcome[0][1] if outcome else ""
-                        raise StackError(f"`docker compose up` failed: {explain(stderr, self.redact)}",
+                        raise StackError(f"`docker compose up` failed: {explain(stderr, self.redact, self._images())}",
                                          _culprits(stderr, services))
                     containers = self.containers()
                     self._fail_fast(containers)
@@ -370,11 +380,14 @@ class ComposeTarget:
                         polls += 1
                 if process is not None and process.wait() != 0:
                     stderr = outcome[0][1] if outcome else ""
-                    raise StackError(f"`docker compose up` failed: {explain(stderr, self.redact)}",
+                    raise StackError(f"`docker compose up` failed: {explain(stderr, self.redact, self._images())}",
                                      _culprits(stderr, services))
             except BaseException:
                 stop.set()
                 raise
+
+    def _images(self) -> dict[str, str]:
+        return {name: str(spec.get("image", "")) for name, spec in self.config().get("services", {}).items()}
 
     def _has_probe(self, name: str) -> bool:
         service = self.catalog_all().services.get(name)
