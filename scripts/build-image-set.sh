@@ -13,7 +13,7 @@
 # Images: vllm-swarm/debian:{bookworm,trixie} (debootstrap minbase), vllm-swarm/python:3.11-bookworm,
 # vllm-swarm/redis:7.0-bookworm, vllm-swarm/postgres:17-trixie (trixie carries PostgreSQL 17),
 # vllm-swarm/ray-head and ray-worker:2.60.0, vllm-swarm/llm-cpu:0.3.36 (llama.cpp + SmolLM2-135M),
-# vllm-swarm/proxy:0.1.0.
+# vllm-swarm/proxy:0.2.0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,7 +87,7 @@ build vllm-swarm/redis:7.0-bookworm compose/images/redis compose/images/redis/Do
 build vllm-swarm/postgres:17-trixie compose/images/postgres compose/images/postgres/Dockerfile vllm-swarm/debian:trixie
 build vllm-swarm/ray-head:2.60.0 compose/docker/ray compose/docker/ray/Dockerfile.head vllm-swarm/python:3.11-bookworm
 build vllm-swarm/ray-worker:2.60.0 compose/docker/ray compose/docker/ray/Dockerfile.worker vllm-swarm/python:3.11-bookworm
-build vllm-swarm/proxy:0.1.0 compose/docker/proxy compose/docker/proxy/Dockerfile vllm-swarm/python:3.11-bookworm
+build vllm-swarm/proxy:0.2.0 compose/docker/proxy compose/docker/proxy/Dockerfile vllm-swarm/python:3.11-bookworm
 build vllm-swarm/llm-cpu:0.3.36 compose/docker/llm-cpu compose/docker/llm-cpu/Dockerfile vllm-swarm/python:3.11-bookworm
 
 cat > "$OUT_ENV" <<ENV
@@ -98,7 +98,7 @@ REDIS_IMAGE=vllm-swarm/redis:7.0-bookworm
 POSTGRES_IMAGE=vllm-swarm/postgres:17-trixie
 RAY_HEAD_IMAGE=vllm-swarm/ray-head:2.60.0
 RAY_WORKER_IMAGE=vllm-swarm/ray-worker:2.60.0
-PROXY_IMAGE=vllm-swarm/proxy:0.1.0
+PROXY_IMAGE=vllm-swarm/proxy:0.2.0
 LLM_CPU_IMAGE=vllm-swarm/llm-cpu:0.3.36
 ENV
 say "image set ready in $((SECONDS - started)) s; selected by $OUT_ENV"

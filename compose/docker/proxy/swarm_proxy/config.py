@@ -1,0 +1,120 @@
+"""Configuration from the environment (the Compose file and the chart set it from a Secret).
+
+PROXY_API_KEYS        comma list of client keys; each `key` or `key:rpm:tpm` (0 = unlimited)
+PROXY_DEFAULT_RPM     requests per minute for keys without their own (default 600)
+PROXY_DEFAULT_TPM     tokens per minute for keys without their own (default 200000)
+PROXY_ROUTES          comma list of `pattern=upstream`, fnmatch patterns, first match wins;
+                      upstream is a base URL (http://llm:8000/v1) or `openai`
+OPENAI_API_KEY        sent to the `openai` upstream; OPENAI_BASE_URL overrides its address
+REDIS_URL             shared rate limits and the response cache (optional)
+PROXY_CACHE           cache non-streaming temperature-0 answers in Redis (default true)
+PROXY_CACHE_TTL       seconds a cached answer lives (default 300)
+PROXY_RETRIES         retries of a failed upstream connection before any byte is sent (default 2)
+PROXY_UPSTREAM_TIMEOUT, PROXY_CONNECT_TIMEOUT   seconds (default 300 and 5)
+LANGFUSE_HOST, LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY   optional request tracing (no prompts)
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+OPENAI = "openai"
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """A client's key and its limits; `key_id` is what logs and limit keys use instead of the key."""
+
+    key: str = field(repr=False)
+    rpm: int
+    tpm: int
+
+    @property
+    def key_id(self) -> str:
+        return hashlib.sha256(self.key.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Route:
+    pattern: str
+    upstream: str  # a base URL, or OPENAI
+
+
+@dataclass(frozen=True)
+class Settings:
+    keys: Mapping[str, ClientKey]
+    routes: tuple[Route, ...]
+    openai_api_key: str = field(default="", repr=False)
+    openai_base_url: str = "https://api.openai.com/v1"
+    redis_url: str = field(default="", repr=False)
+    cache_enabled: bool = True
+    cache_ttl: int = 300
+    retries: int = 2
+    upstream_timeout: float = 300.0
+    connect_timeout: float = 5.0
+    langfuse_host: str = ""
+    langfuse_public_key: str = field(default="", repr=False)
+    langfuse_secret_key: str = field(default="", repr=False)
+
+    def base_url(self, upstream: str) -> str:
+        return (self.openai_base_url if upstream == OPENAI else upstream).rstrip("/")
+
+    @property
+    def tracing(self) -> bool:
+        return bool(self.langfuse_host and self.langfuse_public_key and self.langfuse_secret_key)
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(environ.get(name, "") or default)
+    except ValueError:
+        raise SystemExit(f"proxy: {name} must be an integer, got {environ.get(name)!r}") from None
+
+
+def parse_keys(text: str, default_rpm: int, default_tpm: int) -> dict[str, ClientKey]:
+    keys: dict[str, ClientKey] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, *limits = item.split(":")
+        if len(limits) not in (0, 2) or not all(value.isdigit() for value in limits):
+            raise SystemExit("proxy: PROXY_API_KEYS entries are `key` or `key:rpm:tpm` with whole numbers")
+        rpm, tpm = (int(limits[0]), int(limits[1])) if limits else (default_rpm, default_tpm)
+        keys[key] = ClientKey(key=key, rpm=rpm, tpm=tpm)
+    return keys
+
+
+def parse_routes(text: str) -> tuple[Route, ...]:
+    routes = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        pattern, sep, upstream = item.partition("=")
+        if not sep or not upstream.strip():
+            raise SystemExit(f"proxy: PROXY_ROUTES entry {item!r} is not `pattern=upstream`")
+        routes.append(Route(pattern.strip(), upstream.strip()))
+    return tuple(routes)
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    keys = parse_keys(env.get("PROXY_API_KEYS", ""), _int(env, "PROXY_DEFAULT_RPM", 600), _int(env, "PROXY_DEFAULT_TPM", 200_000))
+    if not keys:
+        raise SystemExit("proxy: PROXY_API_KEYS is empty: set at least one client key")
+    return Settings(
+        keys=keys,
+        routes=parse_routes(env.get("PROXY_ROUTES", "gpt-4*=openai,*=http://llm:8000/v1")),
+        openai_api_key=env.get("OPENAI_API_KEY", ""),
+        openai_base_url=env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+        redis_url=env.get("REDIS_URL", ""),
+        cache_enabled=env.get("PROXY_CACHE", "true").lower() in ("1", "true", "yes", "on"),
+        cache_ttl=_int(env, "PROXY_CACHE_TTL", 300),
+        retries=_int(env, "PROXY_RETRIES", 2),
+        upstream_timeout=float(env.get("PROXY_UPSTREAM_TIMEOUT", "300")),
+        connect_timeout=float(env.get("PROXY_CONNECT_TIMEOUT", "5")),
+        langfuse_host=env.get("LANGFUSE_HOST", ""),
+        langfuse_public_key=env.get("LANGFUSE_PUBLIC_KEY", ""),
+        langfuse_secret_key=env.get("LANGFUSE_SECRET_KEY", ""),
+    )

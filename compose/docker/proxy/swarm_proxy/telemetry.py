@@ -1,0 +1,100 @@
+"""Metrics (prometheus-client), structured JSON logs, and optional tracing to Langfuse.
+
+Logs carry a key id (a hash prefix), never a key, and never a prompt or an answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("proxy_requests_total", "Requests answered", ["endpoint", "status"])
+LATENCY = Histogram("proxy_request_seconds", "Time to the end of the answer", ["endpoint", "stream"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+RATE_LIMITED = Counter("proxy_rate_limited_total", "Requests refused with 429", ["limit"])
+CACHE = Counter("proxy_cache_total", "Cache lookups", ["result"])
+UPSTREAM_ERRORS = Counter("proxy_upstream_errors_total", "Upstream failures", ["kind"])
+UPSTREAM_RETRIES = Counter("proxy_upstream_retries_total", "Upstream connection retries")
+CANCELLED = Counter("proxy_upstream_cancelled_total", "Streams cancelled because the client disconnected")
+TOKENS = Counter("proxy_tokens_total", "Tokens charged to client keys")
+REDIS_DEGRADED = Gauge("proxy_redis_degraded", "1 while Redis is unreachable for a component (limits: in-process; cache: bypassed)",
+                       ["component"])
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": round(record.created, 3), "level": record.levelname.lower(), "event": record.getMessage()}
+        entry.update(getattr(record, "fields", {}))
+        return json.dumps(entry, separators=(",", ":"))
+
+
+log = logging.getLogger("swarm_proxy")
+if not log.handlers:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+_said: set[str] = set()
+
+
+def event(message: str, **fields: Any) -> None:
+    log.info(message, extra={"fields": fields})
+
+
+def log_once(tag: str, message: str, **fields: Any) -> None:
+    """Warn once per process about a degraded dependency (Redis down), not once per request."""
+    if tag not in _said:
+        _said.add(tag)
+        log.warning(message, extra={"fields": fields})
+
+
+class LangfuseTracer:
+    """Sends one trace with one generation per request to Langfuse's ingestion API, in the
+    background; model, usage and timings only."""
+
+    def __init__(self, host: str, public_key: str, secret_key: str) -> None:
+        token = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
+        self._client = httpx.AsyncClient(base_url=host.rstrip("/"), timeout=5.0,
+                                         headers={"Authorization": f"Basic {token}"})
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def trace(self, endpoint: str, model: str, key_id: str, started: float, status: int, usage: dict[str, int]) -> None:
+        task = asyncio.create_task(self._send(endpoint, model, key_id, started, status, usage))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, endpoint: str, model: str, key_id: str, started: float, status: int, usage: dict[str, int]) -> None:
+        def iso(ts: float) -> str:
+            return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+        trace_id = str(uuid.uuid4())
+        now = time.time()
+        batch = [
+            {"id": str(uuid.uuid4()), "timestamp": iso(now), "type": "trace-create",
+             "body": {"id": trace_id, "name": f"proxy {endpoint}", "userId": key_id, "metadata": {"status": status}}},
+            {"id": str(uuid.uuid4()), "timestamp": iso(now), "type": "generation-create",
+             "body": {"id": str(uuid.uuid4()), "traceId": trace_id, "name": endpoint, "model": model,
+                      "startTime": iso(started), "endTime": iso(now),
+                      "usage": {"input": usage.get("prompt_tokens", 0), "output": usage.get("completion_tokens", 0),
+                                "unit": "TOKENS"}}},
+        ]
+        try:
+            (await self._client.post("/api/public/ingestion", json={"batch": batch})).raise_for_status()
+        except httpx.HTTPError as error:
+            log_once("langfuse-down", "tracing to Langfuse failed; requests go on untraced", error=type(error).__name__)
+
+    async def aclose(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        await self._client.aclose()
