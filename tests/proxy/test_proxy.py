@@ -39,6 +39,22 @@ def test_streaming_chat_arrives_in_chunks(start_proxy) -> None:
     assert len(pieces) >= 2 and "".join(pieces).strip()
 
 
+def test_streaming_is_not_buffered(start_proxy) -> None:
+    """The first chunk must arrive long before the last: a buffering proxy delivers all at the end."""
+    proxy = start_proxy()
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Count from 1 to 100."}], "max_tokens": 120,
+            "stream": True}
+    started = time.perf_counter()
+    arrivals = []
+    with httpx.stream("POST", proxy.base_url + "/chat/completions", json=body, timeout=120,
+                      headers={"Authorization": f"Bearer {proxy.key}"}) as response:
+        for line in response.iter_lines():
+            if line.startswith("data:") and '"content"' in line:
+                arrivals.append(time.perf_counter() - started)
+    assert len(arrivals) >= 20
+    assert arrivals[0] < 0.25 * arrivals[-1], f"first chunk at {arrivals[0]:.3f} s, last at {arrivals[-1]:.3f} s"
+
+
 def test_text_completions_are_routed(start_proxy) -> None:
     proxy = start_proxy()
     completion = client(proxy).completions.create(model=MODEL, prompt="The sky is", max_tokens=4)
