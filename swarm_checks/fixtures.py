@@ -4,6 +4,7 @@ swarm_settings   the resolved options (SwarmSettings)
 swarm_target     the target, stood up for the session and torn down after it
 swarm_catalog    the services of the deployment (Catalog)
 swarm_endpoint   a function: service name -> Endpoint (skips when the service is not deployed)
+swarm_load       runs loads (swarm_checks.load) and puts their tables and charts into the report
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from swarm_checks.targets.base import Endpoint, Target
 SWARM_RUN = pytest.StashKey[SwarmRun]()
 # Services a test used (through swarm_endpoint): their logs go into its report when it fails.
 USED_SERVICES = pytest.StashKey[set]()
+# The load recorder of a test that used swarm_load (its runs go into the report).
+LOAD_RECORDER = pytest.StashKey[object]()
 
 
 def swarm_run(config: pytest.Config) -> SwarmRun:
@@ -82,3 +85,15 @@ def swarm_endpoint(swarm_target: Target, request: pytest.FixtureRequest) -> Call
             fail(str(error))
 
     return lookup
+
+
+@pytest.fixture
+def swarm_load(swarm_target: Target, request: pytest.FixtureRequest):  # -> LoadRecorder
+    """Run loads from a test: `swarm_load.run(endpoint, Workload(...), LoadSpec(...), "label")`.
+    Results go to <log dir>/load/*.json and into the test's HTML report entry."""
+    from swarm_checks.load.recording import LoadRecorder
+
+    run = swarm_run(request.config)
+    recorder = LoadRecorder(request.node, run.context.log_dir / "load", swarm_target.has_gpu())
+    request.node.stash[LOAD_RECORDER] = recorder
+    return recorder

@@ -1,0 +1,1 @@
+"""The load suite measures: its tests are bounded in requests and in seconds (LoadSpec)."""

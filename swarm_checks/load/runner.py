@@ -1,0 +1,194 @@
+"""Running a load: arrival modes, warm-up, bounds in count and time, and the result document.
+
+Modes (LoadSpec.mode):
+- concurrency: `concurrency` requests in flight at all times;
+- rate: one request every 1/rate seconds;
+- poisson: gamma-distributed gaps with mean 1/rate (burstiness 1 is Poisson, < 1 burstier);
+the last two may also cap the requests in flight (`concurrency`). Every run stops at
+`max_requests` or `max_seconds`, whichever comes first; requests still in flight get
+`drain_seconds` to finish and are then cancelled (counted incomplete). The first
+`warmup_requests` are sent and awaited before the measurement and left out of it. Each
+request's scheduling lag (sent minus scheduled) is recorded: a saturated client shows there.
+"""
+from __future__ import annotations
+
+import asyncio
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence
+
+from swarm_checks.load import roofline, server_metrics
+from swarm_checks.load.client import RequestRecord, new_session, send
+from swarm_checks.load.metrics import PERCENTILES, Slo, summarize
+from swarm_checks.load.workload import Workload
+
+SCHEMA = "swarm-checks/load-result/1"
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    mode: str = "concurrency"          # concurrency | rate | poisson
+    concurrency: int = 1
+    rate: float | None = None          # requests per second (rate, poisson)
+    burstiness: float = 1.0            # gamma shape for poisson
+    max_requests: int = 50
+    max_seconds: float = 120.0
+    warmup_requests: int = 2
+    drain_seconds: float = 60.0
+    request_timeout: float = 300.0
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.mode not in ("concurrency", "rate", "poisson"):
+            raise ValueError(f"unknown mode {self.mode!r}: concurrency, rate or poisson")
+        if self.mode != "concurrency" and not self.rate:
+            raise ValueError(f"mode {self.mode} needs a rate (requests per second)")
+        if self.max_requests < 1 or self.max_seconds <= 0 or self.concurrency < 1:
+            raise ValueError("max_requests, max_seconds and concurrency must be positive")
+
+
+@dataclass
+class RunResult:
+    """One run: its records and the versioned document that describes it."""
+
+    records: list[RequestRecord]
+    document: dict[str, Any]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.document["summary"]
+
+
+def _gaps(spec: LoadSpec) -> Callable[[], float]:
+    rng = random.Random(spec.seed)
+    if spec.mode == "rate":
+        return lambda: 1.0 / spec.rate  # type: ignore[operator]
+    shape = max(spec.burstiness, 1e-3)
+    scale = 1.0 / (spec.rate * shape)  # type: ignore[operator]
+    return lambda: rng.gammavariate(shape, scale)
+
+
+async def _run(base_url: str, model: str, api_key: str | None, workload: Workload, spec: LoadSpec,
+               progress: Callable[[int], None] | None) -> tuple[list[RequestRecord], float]:
+    url = f"{base_url.rstrip('/')}/{workload.path}"
+    requests = workload.requests(spec.warmup_requests + spec.max_requests)
+    pool = spec.concurrency if spec.mode == "concurrency" else max(spec.concurrency, 64)
+    async with new_session(pool, api_key) as session:
+        for warm in requests[: spec.warmup_requests]:
+            await send(session, url, workload.body(model, warm, True), RequestRecord(time.perf_counter()), spec.request_timeout)
+        measured = requests[spec.warmup_requests:]
+        records: list[RequestRecord] = []
+        started = time.perf_counter()
+        deadline = started + spec.max_seconds
+        limit = asyncio.Semaphore(spec.concurrency)
+        tasks: list[asyncio.Task[RequestRecord]] = []
+
+        async def one(index: int, scheduled: float) -> RequestRecord:
+            async with limit:
+                record = RequestRecord(scheduled)
+                records.append(record)
+                await send(session, url, workload.body(model, measured[index], True), record, spec.request_timeout)
+                if progress:
+                    progress(1)
+                return record
+
+        if spec.mode == "concurrency":
+            counter = iter(range(len(measured)))
+
+            async def worker() -> None:
+                for index in counter:
+                    if time.perf_counter() >= deadline:
+                        return
+                    await one(index, time.perf_counter())
+
+            tasks = [asyncio.create_task(worker()) for _ in range(spec.concurrency)]  # type: ignore[misc]
+        else:
+            gap = _gaps(spec)
+            next_at = started
+            for index in range(len(measured)):
+                if next_at >= deadline:
+                    break
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(index, next_at)))
+                next_at += gap()
+        remaining = max(0.0, deadline - time.perf_counter()) + spec.drain_seconds
+        done, pending = await asyncio.wait(tasks, timeout=remaining) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for record in records:
+            if not record.end:
+                record.end = time.perf_counter()
+                record.error_kind, record.error = "incomplete", "cancelled at the end of the run"
+        ends = [r.end for r in records if r.end]
+        duration = (max(ends) if ends else time.perf_counter()) - started
+    return records, duration
+
+
+def environment() -> dict[str, Any]:
+    gpu = roofline.gpu_name()
+    return {"time": datetime.now(timezone.utc).isoformat(), "host": platform.node(), "python": platform.python_version(),
+            "platform": platform.platform(), "gpu": gpu, "hardware_class": roofline.hardware_class(gpu)}
+
+
+def run_load(base_url: str, model: str, workload: Workload, spec: LoadSpec, *, api_key: str | None = None,
+             metrics_url: str | None = None, slo: Slo | None = None, percentiles: Sequence[int] = PERCENTILES,
+             keep_requests: bool = False, progress: Callable[[int], None] | None = None) -> RunResult:
+    """Run one load against an OpenAI-compatible base URL (ending in /v1) and describe it."""
+    spec.check()
+    before = server_metrics.scrape(metrics_url) if metrics_url else None
+    records, duration = asyncio.run(_run(base_url, model, api_key, workload, spec, progress))
+    after = server_metrics.scrape(metrics_url) if metrics_url and before is not None else None
+    summary = summarize(records, duration, slo, percentiles)
+    document: dict[str, Any] = {
+        "schema": SCHEMA,
+        "environment": environment(),
+        "endpoint": {"base_url": base_url, "model": model, "metrics_url": metrics_url},
+        "workload": workload.describe(),
+        "load": asdict(spec),
+        "slo": asdict(slo) if slo else None,
+        "summary": summary,
+        "server_metrics": (server_metrics.delta(before, after, summary["total_output_tokens"]) if metrics_url
+                           else {"available": False, "reason": "no metrics URL given"}),
+        "thresholds": None,
+        "verdicts": [],
+    }
+    if keep_requests:
+        document["requests"] = [record.as_json() for record in records]
+    return RunResult(records, document)
+
+
+@dataclass
+class SweepResult:
+    points: list[RunResult] = field(default_factory=list)
+    stopped_because: str = ""
+
+
+def sweep(base_url: str, model: str, workload: Workload, base: LoadSpec, concurrencies: Sequence[int], *,
+          api_key: str | None = None, metrics_url: str | None = None, slo: Slo | None = None,
+          saturation_gain: float = 0.05, max_error_rate: float = 0.05) -> SweepResult:
+    """From one stream upwards: stop at the end of the list, when output throughput grows by less
+    than `saturation_gain` from one point to the next (saturated), or when errors exceed the rate."""
+    result = SweepResult()
+    previous = None
+    for concurrency in concurrencies:
+        spec = LoadSpec(**{**asdict(base), "mode": "concurrency", "concurrency": concurrency})
+        point = run_load(base_url, model, workload, spec, api_key=api_key, metrics_url=metrics_url, slo=slo)
+        result.points.append(point)
+        throughput = point.summary["output_throughput"]
+        if point.summary["error_rate"] > max_error_rate:
+            result.stopped_because = f"error rate {point.summary['error_rate']:.1%} at concurrency {concurrency}"
+            break
+        if previous is not None and throughput < previous * (1 + saturation_gain):
+            result.stopped_because = f"saturated: concurrency {concurrency} adds less than {saturation_gain:.0%}"
+            break
+        previous = throughput
+    else:
+        result.stopped_because = "end of the concurrency list"
+    return result
