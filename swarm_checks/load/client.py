@@ -116,6 +116,9 @@ async def send(session: aiohttp.ClientSession, url: str, body: dict[str, Any], r
         if not record.success:
             record.error_kind, record.error = "empty", "no content chunk in the answer"
         return record
+    except asyncio.CancelledError:
+        record.error_kind, record.error = "incomplete", "cancelled at the end of the run"
+        raise
     except asyncio.TimeoutError:
         record.error_kind, record.error = "timeout", f"no complete answer within {timeout:g} s"
     except aiohttp.ClientError as error:

@@ -74,47 +74,48 @@ def _gaps(spec: LoadSpec) -> Callable[[], float]:
 async def _run(base_url: str, model: str, api_key: str | None, workload: Workload, spec: LoadSpec,
                progress: Callable[[int], None] | None) -> tuple[list[RequestRecord], float]:
     url = f"{base_url.rstrip('/')}/{workload.path}"
-    requests = workload.requests(spec.warmup_requests + spec.max_requests)
+    specs = workload.stream()
     pool = spec.concurrency if spec.mode == "concurrency" else max(spec.concurrency, 64)
     async with new_session(pool, api_key) as session:
-        for warm in requests[: spec.warmup_requests]:
-            await send(session, url, workload.body(model, warm, True), RequestRecord(time.perf_counter()), spec.request_timeout)
-        measured = requests[spec.warmup_requests:]
+        for _ in range(spec.warmup_requests):
+            await send(session, url, workload.body(model, next(specs), True), RequestRecord(time.perf_counter()),
+                       spec.request_timeout)
         records: list[RequestRecord] = []
         started = time.perf_counter()
         deadline = started + spec.max_seconds
         limit = asyncio.Semaphore(spec.concurrency)
         tasks: list[asyncio.Task[RequestRecord]] = []
 
-        async def one(index: int, scheduled: float) -> RequestRecord:
+        async def one(body: dict[str, Any], scheduled: float) -> RequestRecord:
             async with limit:
                 record = RequestRecord(scheduled)
                 records.append(record)
-                await send(session, url, workload.body(model, measured[index], True), record, spec.request_timeout)
+                await send(session, url, body, record, spec.request_timeout)
                 if progress:
                     progress(1)
                 return record
 
         if spec.mode == "concurrency":
-            counter = iter(range(len(measured)))
+            counter = iter(range(spec.max_requests))
 
             async def worker() -> None:
-                for index in counter:
+                for _ in counter:
                     if time.perf_counter() >= deadline:
                         return
-                    await one(index, time.perf_counter())
+                    await one(workload.body(model, next(specs), True), time.perf_counter())
 
             tasks = [asyncio.create_task(worker()) for _ in range(spec.concurrency)]  # type: ignore[misc]
         else:
             gap = _gaps(spec)
             next_at = started
-            for index in range(len(measured)):
+            for _ in range(spec.max_requests):
                 if next_at >= deadline:
                     break
+                body = workload.body(model, next(specs), True)
                 delay = next_at - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(index, next_at)))
+                tasks.append(asyncio.create_task(one(body, next_at)))
                 next_at += gap()
         remaining = max(0.0, deadline - time.perf_counter()) + spec.drain_seconds
         done, pending = await asyncio.wait(tasks, timeout=remaining) if tasks else (set(), set())

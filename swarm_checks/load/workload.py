@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "fixtures" / "prompts" / "topics.txt"
 
@@ -43,19 +43,24 @@ class Workload:
 
     def requests(self, count: int) -> list[RequestSpec]:
         """`count` requests, the same for the same seed."""
+        stream = self.stream()
+        return [next(stream) for _ in range(count)]
+
+    def stream(self) -> Iterator[RequestSpec]:
+        """An endless, seeded sequence of requests (a run takes what its bounds allow)."""
         rng = random.Random(self.seed)
         lines = [line.strip() for line in (self.prompts_file or DEFAULT_PROMPTS).read_text().splitlines() if line.strip()]
         words = " ".join(lines).split()
-        specs = []
-        for index in range(count):
+        index = 0
+        while True:
             n_in = _length(rng, self.input_words, self.input_jitter)
             n_out = _length(rng, self.output_tokens, self.output_jitter)
             lead = lines[index % len(lines)]
             start = rng.randrange(len(words))
             filler = [words[(start + i) % len(words)] for i in range(max(0, n_in - len(lead.split())))]
             prompt = (lead + " Context: " + " ".join(filler)) if filler else " ".join(lead.split()[:n_in])
-            specs.append(RequestSpec(prompt=prompt, max_tokens=n_out))
-        return specs
+            yield RequestSpec(prompt=prompt, max_tokens=n_out)
+            index += 1
 
     def body(self, model: str, spec: RequestSpec, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "max_tokens": spec.max_tokens, "temperature": self.temperature,

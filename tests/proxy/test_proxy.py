@@ -13,7 +13,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.proxy.conftest import MODEL, Proxy, redis_url, start_redis
+from tests.live_parts import MODEL, Proxy, start_redis
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 
@@ -42,8 +42,8 @@ def test_streaming_chat_arrives_in_chunks(start_proxy) -> None:
 def test_streaming_is_not_buffered(start_proxy) -> None:
     """The first chunk must arrive long before the last: a buffering proxy delivers all at the end."""
     proxy = start_proxy()
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Count from 1 to 100."}], "max_tokens": 120,
-            "stream": True}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Count from 1 to 100, separated by commas."}],
+            "max_tokens": 120, "stream": True, "temperature": 0}
     started = time.perf_counter()
     arrivals = []
     with httpx.stream("POST", proxy.base_url + "/chat/completions", json=body, timeout=120,
@@ -51,7 +51,7 @@ def test_streaming_is_not_buffered(start_proxy) -> None:
         for line in response.iter_lines():
             if line.startswith("data:") and '"content"' in line:
                 arrivals.append(time.perf_counter() - started)
-    assert len(arrivals) >= 20
+    assert len(arrivals) >= 10, f"only {len(arrivals)} chunks: the answer is too short to tell"
     assert arrivals[0] < 0.25 * arrivals[-1], f"first chunk at {arrivals[0]:.3f} s, last at {arrivals[-1]:.3f} s"
 
 

@@ -1,0 +1,137 @@
+"""Real parts for the framework's own tests: the CPU LLM engine and Redis as containers of the
+local image set, and the proxy application run by uvicorn as its own process."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.docker_helpers import LLM_IMAGE, REDIS_IMAGE, Container, docker_unavailable, wait_http
+
+PROXY_DIR = Path(__file__).resolve().parents[1] / "compose" / "docker" / "proxy"
+MODEL = "smollm2-135m"
+REDIS_PASSWORD = "proxy-test-redis-password"
+
+WHY_NOT = docker_unavailable([LLM_IMAGE, REDIS_IMAGE])
+
+
+def mark_live(items: list[pytest.Item], folder: str, what: str) -> None:
+    """Skip the folder's tests when Docker or the images are missing; run them on one xdist worker
+    (they pause and stop shared containers)."""
+    for item in items:
+        if f"tests/{folder}/" in str(item.fspath).replace(os.sep, "/"):
+            if WHY_NOT:
+                item.add_marker(pytest.mark.skip(reason=f"{what}: {WHY_NOT}"))
+            item.add_marker(pytest.mark.xdist_group("docker"))
+
+
+@pytest.fixture(scope="session")
+def llm() -> Iterator[Container]:
+    container = Container(LLM_IMAGE, 8000, env={"SERVED_MODEL_NAME": MODEL, "N_THREADS": "2"})
+    try:
+        wait_http(f"http://127.0.0.1:{container.port}/v1/models", 180)
+        yield container
+    finally:
+        container.remove()
+
+
+def start_redis() -> Container:
+    container = Container(REDIS_IMAGE, 6379, args=["redis-server", "--requirepass", REDIS_PASSWORD])
+    import redis
+
+    client = redis.Redis(port=container.port, password=REDIS_PASSWORD)
+    for _ in range(100):
+        try:
+            client.ping()
+            return container
+        except redis.ConnectionError:
+            import time
+
+            time.sleep(0.1)
+    raise TimeoutError("redis did not start")
+
+
+@pytest.fixture(scope="session")
+def redis_container() -> Iterator[Container]:
+    container = start_redis()
+    try:
+        yield container
+    finally:
+        container.remove()
+
+
+def redis_url(container: Container) -> str:
+    return f"redis://:{REDIS_PASSWORD}@127.0.0.1:{container.port}/1"
+
+
+@dataclass
+class Proxy:
+    url: str
+    key: str = field(repr=False)
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def metric(self, name: str) -> float:
+        """A sample's value from /metrics (name with labels, as written there); 0 if absent."""
+        for line in httpx.get(self.url + "/metrics", timeout=10).text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def start_proxy(tmp_path: Path, llm: Container) -> Iterator[Callable[..., Proxy]]:
+    """start_proxy(key_spec=..., **env) -> a running proxy with a fresh key of its own."""
+    started: list[Proxy] = []
+
+    def start(limits: str = "", upstream: str | None = None, redis: Container | None = None, **env: str) -> Proxy:
+        key = f"sk-test-{uuid.uuid4().hex}"
+        port = _free_port()
+        log = tmp_path / f"proxy-{port}.log"
+        environment = {
+            **os.environ,
+            "PROXY_API_KEYS": key + limits,
+            "PROXY_ROUTES": f"gpt-4*=openai,*={upstream or f'http://127.0.0.1:{llm.port}/v1'}",
+            "REDIS_URL": redis_url(redis) if redis is not None else "",
+            "OPENAI_API_KEY": "",
+            "PROXY_RETRIES": "1",
+            **env,
+        }
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "swarm_proxy.app:create_app", "--factory", "--app-dir", str(PROXY_DIR),
+                 "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+                env=environment, stdout=sink, stderr=subprocess.STDOUT)
+        proxy = Proxy(f"http://127.0.0.1:{port}", key, log, process)
+        started.append(proxy)
+        wait_http(proxy.url + "/health", 30)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.process.terminate()
+        try:
+            proxy.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proxy.process.kill()
