@@ -46,7 +46,7 @@ test: test-live test-framework ## the live smoke and health suites on the CPU st
 
 test-live: ## stand up the CPU stack, run suites/smoke and suites/health against it, tear it down
 	@test -x $(PYTEST) || { echo "swarm: $(PYTEST) not found: run 'make setup' first" >&2; exit 2; }
-	$(PYTEST) -n 2 suites/smoke suites/health suites/load suites/gpu $(LIVE_ARGS) --html=reports/live.html --self-contained-html
+	$(PYTEST) suites/smoke suites/health suites/load suites/gpu $(LIVE_ARGS) --html=reports/live.html --self-contained-html
 
 test-framework: ## the framework's own tests and the static suite (no stack of the user's needed)
 	@test -x $(PYTEST) || { echo "swarm: $(PYTEST) not found: run 'make setup' first" >&2; exit 2; }

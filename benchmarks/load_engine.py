@@ -104,8 +104,9 @@ def main() -> None:
         for concurrency in (1, 16, 64):
             mine = ours(fast_url, concurrency, args.seconds)
             theirs = guidellm(args.guidellm, fast_url, concurrency, args.seconds)
+            missing = "did not finish" if args.guidellm.exists() else "not installed"
             other = f"{theirs['rps']:>16.0f}{theirs['concurrency']:>17.1f}{mine['rps'] / theirs['rps']:>8.1f}" if theirs else \
-                f"{'not installed':>16}{'':>17}{'':>8}"
+                f"{missing:>16}{'':>17}{'':>8}"
             print(f"{concurrency:<13}{mine['rps']:>13.0f}{mine['chunks_per_s']:>11.0f}{mine['lag_p99_ms']:>12.2f}"
                   f"{mine['failed']:>8.0f}{other}")
 
