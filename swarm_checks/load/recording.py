@@ -13,7 +13,8 @@ import pytest
 from swarm_checks.fixtures import LOAD_RECORDER
 from swarm_checks.load import charts, roofline, thresholds
 from swarm_checks.load.metrics import Slo
-from swarm_checks.load.runner import LoadSpec, RunResult, run_load
+from swarm_checks.load.metrics import summarize
+from swarm_checks.load.runner import SCHEMA, LoadSpec, RunResult, environment, run_load
 from swarm_checks.load.workload import Workload
 from swarm_checks.probes import openai_base_url, root_url
 from swarm_checks.targets.base import Endpoint
@@ -52,6 +53,18 @@ class LoadRecorder:
         result.document["endpoint"]["service"] = endpoint.service
         self.runs.append((label, result))
         self._write(label, result.document)
+        return result
+
+    def record(self, label: str, records: list, load: dict[str, Any]) -> RunResult:
+        """Summarise and keep records measured some other way (e.g. `alternate`) like a run."""
+        ends = [r.end for r in records] or [0.0]
+        starts = [r.start for r in records] or [0.0]
+        summary = summarize(records, max(ends) - min(starts))
+        document = {"schema": SCHEMA, "environment": environment(), "load": load, "summary": summary,
+                    "server_metrics": {"available": False, "reason": "not scraped"}, "thresholds": None, "verdicts": []}
+        result = RunResult(list(records), document)
+        self.runs.append((label, result))
+        self._write(label, document)
         return result
 
     def judge(self, result: RunResult, entry: dict[str, Any]) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 from swarm_checks.load import roofline, server_metrics
 from swarm_checks.load.client import RequestRecord, new_session, send
 from swarm_checks.load.metrics import PERCENTILES, Slo, summarize
-from swarm_checks.load.workload import Workload
+from swarm_checks.load.workload import RequestSpec, Workload
 
 SCHEMA = "swarm-checks/load-result/1"
 
@@ -193,3 +193,37 @@ def sweep(base_url: str, model: str, workload: Workload, base: LoadSpec, concurr
     else:
         result.stopped_because = "end of the concurrency list"
     return result
+
+
+def alternate(paths: dict[str, tuple[str, str | None]], model: str, workload: Workload, pairs: int,
+              warmup: int = 2, request_timeout: float = 300.0) -> dict[str, list[RequestRecord]]:
+    """Send the same request to each path in turn, one at a time, the order flipped every round
+    (A B, B A, ...), so that drift hits every path alike. Each copy starts with its own 4-digit
+    nonce: an exact repeat would let the engine's prefix cache favour whichever path comes
+    second, while the nonce keeps the work equal. For comparing paths (direct and through the
+    proxy) by paired differences."""
+
+    async def go() -> dict[str, list[RequestRecord]]:
+        sessions = {name: new_session(1, key) for name, (_, key) in paths.items()}
+        records: dict[str, list[RequestRecord]] = {name: [] for name in paths}
+        specs = workload.stream()
+        try:
+            names = list(paths)
+            nonces = random.Random(workload.seed)
+            for round_index in range(warmup + pairs):
+                base_spec = next(specs)
+                for name in (names if round_index % 2 == 0 else names[::-1]):
+                    base_url = paths[name][0]
+                    spec = RequestSpec(prompt=f"#{nonces.randrange(1000, 10000)} {base_spec.prompt}",
+                                       max_tokens=base_spec.max_tokens)
+                    record = RequestRecord(time.perf_counter())
+                    await send(sessions[name], f"{base_url.rstrip('/')}/{workload.path}",
+                               workload.body(model, spec, True), record, request_timeout)
+                    if round_index >= warmup:
+                        records[name].append(record)
+        finally:
+            for session in sessions.values():
+                await session.close()
+        return records
+
+    return asyncio.run(go())
