@@ -108,7 +108,8 @@ def test_an_error_inside_a_200_stream_is_a_failure(start_proxy) -> None:
     try:
         wait_http(f"http://127.0.0.1:{engine.port}/v1/models", 180)
         proxy = start_proxy(upstream=f"http://127.0.0.1:{engine.port}/v1")
-        threading.Timer(1.0, lambda: engine.docker("kill")).start()
+        # 1000 tokens take over 10 s on this engine: 3 s in, the answer is streaming.
+        threading.Timer(3.0, lambda: engine.docker("kill")).start()
         result = run_load(proxy.base_url, MODEL, Workload(output_tokens=1000, temperature=0.0),
                           LoadSpec(concurrency=1, max_requests=1, max_seconds=30, warmup_requests=0),
                           api_key=proxy.key)
