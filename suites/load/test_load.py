@@ -52,11 +52,11 @@ def test_proxy_adds_little_latency_and_does_not_buffer(primary_llm: Endpoint,
     limits = swarm_load.thresholds(primary_llm.model or "").get("proxy") or {"max_ttft_added_ms": 5, "max_itl_shrink_ms": 0.5}
     records = alternate({"direct": (openai_base_url(primary_llm), primary_llm.api_key),
                          "proxy": (openai_base_url(proxy), proxy.api_key)},
-                        primary_llm.model or "", SHORT, pairs=24)
+                        primary_llm.model or "", SHORT, pairs=32)
     for name, path_records in records.items():
         failures = [r.error_kind for r in path_records if not r.success]
         assert not failures, f"{name}: {failures}"
-        swarm_load.record(name, path_records, {"mode": "alternating", "concurrency": 1, "pairs": 24})
+        swarm_load.record(name, path_records, {"mode": "alternating", "concurrency": 1, "pairs": 32})
     added = statistics.median(p.ttft - d.ttft for d, p in zip(records["direct"], records["proxy"])) * 1e3
     itl_direct = statistics.median(gap for r in records["direct"] for gap in r.itl) * 1e3
     itl_proxy = statistics.median(gap for r in records["proxy"] for gap in r.itl) * 1e3
