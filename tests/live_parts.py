@@ -24,10 +24,12 @@ WHY_NOT = docker_unavailable([LLM_IMAGE, REDIS_IMAGE])
 
 
 def mark_live(items: list[pytest.Item], folder: str, what: str) -> None:
-    """Skip the folder's tests when Docker or the images are missing; run them on one xdist worker
-    (they pause and stop shared containers)."""
+    """Skip the folder's tests that use live parts when Docker or the images are missing; run them
+    on one xdist worker (they pause and stop shared containers)."""
+    live = {"llm", "start_proxy", "redis_container"}
     for item in items:
-        if f"tests/{folder}/" in str(item.fspath).replace(os.sep, "/"):
+        uses_live = bool(live & set(getattr(item, "fixturenames", ())))
+        if uses_live and f"tests/{folder}/" in str(item.fspath).replace(os.sep, "/"):
             if WHY_NOT:
                 item.add_marker(pytest.mark.skip(reason=f"{what}: {WHY_NOT}"))
             item.add_marker(pytest.mark.xdist_group("docker"))

@@ -7,7 +7,6 @@ behaviour the variables choose), then checks with the docker CLI that nothing of
 """
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket

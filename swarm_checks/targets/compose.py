@@ -24,6 +24,8 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from swarm_checks import compose_cli, orphans
+from swarm_checks.compose_endpoints import build_endpoint, endpoint_from_json, endpoint_to_json
+from swarm_checks.compose_errors import culprits, explain
 from swarm_checks.catalog import ALL_PROFILES, Catalog
 from swarm_checks.errors import SwarmError, SwarmUsageError
 from swarm_checks.options import SwarmSettings
@@ -61,38 +63,6 @@ def effective_profiles(settings: SwarmSettings) -> tuple[str, ...]:
     if not set(profiles) & set(ENGINE_PROFILES):
         profiles += ("gpu" if detect_gpu() else "cpu",)
     return profiles
-
-
-def explain(stderr: str, redact: Redactor, images: Mapping[str, str] | None = None) -> str:
-    """Compose's error output as one line saying what is wrong and what to do.
-
-    `images` (service -> image) names the image when Compose only names the service that
-    failed to pull.
-    """
-    text = redact(stderr)
-    pull = re.search(r"^\s*(\S+) Error (.*)$", text, re.M)
-    if pull and (images or {}).get(pull.group(1)):
-        name = images[pull.group(1)]  # type: ignore[index]
-        return (f"image {name} is not available locally and could not be pulled ({pull.group(2).strip()[:160]}): "
-                "build the local image set with scripts/build-image-set.sh and pass --env-file compose/images.env, "
-                "or check access to its registry")
-    if re.search(r"Cannot connect to the Docker daemon|docker\.sock.*(no such file|connection refused)|permission denied.*docker\.sock", text, re.I):
-        return ("the Docker engine is not reachable: start it (`dockerd &` or `systemctl start docker`), "
-                "or point DOCKER_HOST at a running engine")
-    bind = re.search(r"(?:Bind for |listen tcp4? )([0-9.:\[\]]+:\d+)(?: failed)?:? .*?(port is already allocated|address already in use)", text)
-    if bind or "port is already allocated" in text or "address already in use" in text:
-        where = bind.group(1) if bind else "a published port"
-        return (f"host port {where} is already in use: stop what listens there, set that *_PORT variable to a "
-                "free port (empty for a random one), or use --host-ports=random")
-    image = re.search(r"No such image: (\S+)|pull access denied for (\S+?),|image \"?(\S+?)\"? not found|failed to resolve reference \"?([^\"\s]+)", text)
-    if image:
-        name = next(group for group in image.groups() if group)
-        return (f"image {name} is not available locally and could not be pulled: build the local image set with "
-                "scripts/build-image-set.sh and pass --env-file compose/images.env, or pull it first")
-    unhealthy = re.search(r"dependency failed to start: container (\S+) (is unhealthy|exited \(\d+\))", text)
-    if unhealthy:
-        return f"container {unhealthy.group(1)} {unhealthy.group(2)}, so the services that depend on it were not started"
-    return compose_cli.first_error_line(text)
 
 
 class ComposeTarget:
@@ -241,14 +211,14 @@ class ComposeTarget:
     def _state(self) -> dict[str, Any]:
         return {"project": self.project, "overrides": self.overrides, "readiness": self.readiness,
                 "override_file": str(self._override_file) if self._override_file else None,
-                "profiles": list(self.profiles), "endpoints": {n: _endpoint_to_json(e) for n, e in self._endpoints.items()}}
+                "profiles": list(self.profiles), "endpoints": {n: endpoint_to_json(e) for n, e in self._endpoints.items()}}
 
     def _load(self, state: Mapping[str, Any]) -> None:
         self.project = state["project"]
         self.overrides = dict(state.get("overrides") or {})
         self.readiness = dict(state.get("readiness") or {})
         self._override_file = Path(state["override_file"]) if state.get("override_file") else None
-        self._endpoints = {n: _endpoint_from_json(e) for n, e in (state.get("endpoints") or {}).items()}
+        self._endpoints = {n: endpoint_from_json(e) for n, e in (state.get("endpoints") or {}).items()}
         for endpoint in self._endpoints.values():
             self.redact.add(endpoint.password, endpoint.api_key)
 
@@ -331,7 +301,6 @@ class ComposeTarget:
     def _wait_ready(self, services: Sequence[str], started: float, deadline: float,
                     process: subprocess.Popen[str] | None, outcome: list[tuple[str, str]]) -> None:
         """Poll container states (fail fast) and probe each service in parallel until all are ready."""
-        catalog = self.catalog_all()
         stop = threading.Event()
         futures: dict[str, Future[str]] = {}
         pending = set(services)
@@ -348,7 +317,7 @@ class ComposeTarget:
                             time.sleep(0.05)
                         stderr = outcome[0][1] if outcome else ""
                         raise StackError(f"`docker compose up` failed: {explain(stderr, self.redact, self._images())}",
-                                         _culprits(stderr, services))
+                                         culprits(stderr, services))
                     containers = self.containers()
                     self._fail_fast(containers)
                     by_service: dict[str, list[dict[str, Any]]] = {}
@@ -381,7 +350,7 @@ class ComposeTarget:
                 if process is not None and process.wait() != 0:
                     stderr = outcome[0][1] if outcome else ""
                     raise StackError(f"`docker compose up` failed: {explain(stderr, self.redact, self._images())}",
-                                     _culprits(stderr, services))
+                                     culprits(stderr, services))
             except BaseException:
                 stop.set()
                 raise
@@ -520,11 +489,6 @@ class ComposeTarget:
         self.state.write({**state, "torn_down": True, "status": "down" if state.get("status") != "failed" else "failed"})
 
 
-def _culprits(stderr: str, services: Sequence[str]) -> list[str]:
-    """Services a Compose error names (its container names contain the service name)."""
-    return [name for name in services if re.search(rf"-{re.escape(name)}-\d+\b", stderr)]
-
-
 _UP_PENDING = "(docker compose up)"
 
 
@@ -555,49 +519,3 @@ def _used_subnets() -> set[str]:
                              "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *ids],
                             capture_output=True, text=True, check=False, timeout=60)
     return set(result.stdout.split())
-
-
-def build_endpoint(name: str, kind: str, host: str, port: int, environment: Mapping[str, str],
-                   spec: Mapping[str, Any], model: str | None, labels: Mapping[str, str]) -> Endpoint:
-    """URL and credentials of a service, taken from its own rendered configuration."""
-    base = f"http://{host}:{port}"
-    env = environment
-    if kind == "redis":
-        command = [str(part) for part in (spec.get("command") or [])]
-        password = env.get("REDISCLI_AUTH") or (command[command.index("--requirepass") + 1] if "--requirepass" in command else None)
-        return Endpoint(name, kind, f"redis://{host}:{port}/0", password=password)
-    if kind == "postgres":
-        return Endpoint(name, kind, f"postgresql://{host}:{port}/{env.get('POSTGRES_DB', 'postgres')}",
-                        username=env.get("POSTGRES_USER", "postgres"), password=env.get("POSTGRES_PASSWORD"),
-                        extra={"langflow_db": env.get("LANGFLOW_DB", "")})
-    if kind == "clickhouse":
-        return Endpoint(name, kind, base, username=env.get("CLICKHOUSE_USER", "default"),
-                        password=env.get("CLICKHOUSE_PASSWORD"), extra={"database": env.get("CLICKHOUSE_DB", "default")})
-    if kind == "qdrant":
-        return Endpoint(name, kind, base, api_key=env.get("QDRANT__SERVICE__API_KEY"))
-    if kind == "minio":
-        command = " ".join(str(part) for part in (spec.get("command") or []))
-        bucket = re.search(r"/data/([A-Za-z0-9.-]+)", command)
-        return Endpoint(name, kind, base, username=env.get("MINIO_ROOT_USER"), password=env.get("MINIO_ROOT_PASSWORD"),
-                        extra={"bucket": bucket.group(1) if bucket else ""})
-    if kind == "langfuse-web":
-        return Endpoint(name, kind, base, username=env.get("LANGFUSE_INIT_PROJECT_PUBLIC_KEY"),
-                        api_key=env.get("LANGFUSE_INIT_PROJECT_SECRET_KEY"),
-                        extra={"project_id": env.get("LANGFUSE_INIT_PROJECT_ID", "")})
-    if kind in ("llm", "proxy"):
-        keys = [k.strip() for k in env.get("PROXY_API_KEYS", "").split(",") if k.strip()]
-        command = [str(part) for part in (spec.get("command") or [])]
-        api_key = keys[0] if keys else (command[command.index("--api-key") + 1] if "--api-key" in command else None)
-        return Endpoint(name, kind, f"{base}/v1", api_key=api_key, model=model,
-                        extra={"engine": labels.get("swarm.engine", "vllm" if kind == "llm" else "")})
-    return Endpoint(name, kind, base)
-
-
-def _endpoint_to_json(endpoint: Endpoint) -> dict[str, Any]:
-    return {"service": endpoint.service, "kind": endpoint.kind, "url": endpoint.url, "username": endpoint.username,
-            "password": endpoint.password, "api_key": endpoint.api_key, "model": endpoint.model,
-            "extra": dict(endpoint.extra)}
-
-
-def _endpoint_from_json(data: Mapping[str, Any]) -> Endpoint:
-    return Endpoint(**{**data, "extra": dict(data.get("extra") or {})})
