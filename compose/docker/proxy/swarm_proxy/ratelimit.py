@@ -7,6 +7,7 @@ degrades the limits to per-replica, it never fails a request.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -32,6 +33,10 @@ class Verdict:
     headers: dict[str, str]
     retry_after: int = 0
     limit: str = ""
+
+
+async def _none() -> None:
+    return None
 
 
 def _reset(seconds: float) -> str:
@@ -80,21 +85,24 @@ class RateLimiter:
         headers: dict[str, str] = {}
         allowed, retry_after, which = True, 0, ""
         now = time.time()
-        if rpm is not None:
-            ok = await self._call("hit", rpm, "rpm", client.key_id)
-            stats = await self._call("get_window_stats", rpm, "rpm", client.key_id)
+        # One round trip for the hit, one (concurrent) for both windows' stats.
+        ok = await self._call("hit", rpm, "rpm", client.key_id) if rpm is not None else True
+        rpm_stats, tpm_stats = await asyncio.gather(
+            self._call("get_window_stats", rpm, "rpm", client.key_id) if rpm is not None else _none(),
+            self._call("get_window_stats", tpm, "tpm", client.key_id) if tpm is not None else _none(),
+        )
+        if rpm_stats is not None:
             headers |= {"x-ratelimit-limit-requests": str(client.rpm),
-                        "x-ratelimit-remaining-requests": str(max(0, stats.remaining)),
-                        "x-ratelimit-reset-requests": _reset(stats.reset_time - now)}
+                        "x-ratelimit-remaining-requests": str(max(0, rpm_stats.remaining)),
+                        "x-ratelimit-reset-requests": _reset(rpm_stats.reset_time - now)}
             if not ok:
-                allowed, retry_after, which = False, math.ceil(max(1.0, stats.reset_time - now)), "requests"
-        if tpm is not None:
-            stats = await self._call("get_window_stats", tpm, "tpm", client.key_id)
+                allowed, retry_after, which = False, math.ceil(max(1.0, rpm_stats.reset_time - now)), "requests"
+        if tpm_stats is not None:
             headers |= {"x-ratelimit-limit-tokens": str(client.tpm),
-                        "x-ratelimit-remaining-tokens": str(max(0, stats.remaining)),
-                        "x-ratelimit-reset-tokens": _reset(stats.reset_time - now)}
-            if allowed and stats.remaining <= 0:
-                allowed, retry_after, which = False, math.ceil(max(1.0, stats.reset_time - now)), "tokens"
+                        "x-ratelimit-remaining-tokens": str(max(0, tpm_stats.remaining)),
+                        "x-ratelimit-reset-tokens": _reset(tpm_stats.reset_time - now)}
+            if allowed and tpm_stats.remaining <= 0:
+                allowed, retry_after, which = False, math.ceil(max(1.0, tpm_stats.reset_time - now)), "tokens"
         return Verdict(allowed, headers, retry_after, which)
 
     async def charge_tokens(self, client: ClientKey, tokens: int) -> None:
