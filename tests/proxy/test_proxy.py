@@ -85,10 +85,10 @@ def test_429_with_retry_after_once_the_request_limit_is_spent(start_proxy) -> No
 
 
 def test_429_once_the_token_limit_is_spent(start_proxy) -> None:
-    proxy = start_proxy(":0:30")
+    proxy = start_proxy(":0:10")
     api = client(proxy)
     first = api.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=20)
-    assert first.usage is not None and first.usage.total_tokens >= 30, "the first answer should spend the budget"
+    assert first.usage is not None and first.usage.total_tokens >= 10, "the first answer should spend the budget"
     with pytest.raises(openai.RateLimitError) as refused:
         api.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1)
     assert refused.value.response.headers["x-ratelimit-remaining-tokens"] == "0"
