@@ -50,18 +50,16 @@ def _arrivals(url: str, body: dict, key: str | None = None) -> list[float]:
     return arrivals
 
 
-def test_streaming_is_not_buffered(start_proxy, llm) -> None:
-    """Chunks must arrive spread out as the engine makes them, as they do directly: a buffering
-    proxy delivers them all at once at the end (their spread collapses to nothing)."""
+def test_streaming_is_not_buffered(start_proxy) -> None:
+    """Chunks must arrive spread out as the engine makes them (120 tokens take over a second on this
+    engine): a buffering proxy delivers them all at once at the end, within a millisecond."""
     proxy = start_proxy()
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Count from 1 to 100, separated by commas."}],
             "max_tokens": 120, "stream": True, "temperature": 0}
-    direct = _arrivals(f"http://127.0.0.1:{llm.port}/v1/chat/completions", body)
     through = _arrivals(proxy.base_url + "/chat/completions", body, proxy.key)
     assert len(through) >= 10, f"only {len(through)} chunks: the answer is too short to tell"
-    spread_direct, spread_proxy = direct[-1] - direct[0], through[-1] - through[0]
-    assert spread_proxy >= 0.5 * spread_direct, (
-        f"chunks arrived within {spread_proxy * 1e3:.0f} ms through the proxy, over {spread_direct * 1e3:.0f} ms directly")
+    spread = through[-1] - through[0]
+    assert spread >= 0.1, f"{len(through)} chunks arrived within {spread * 1e3:.1f} ms: the proxy buffers the stream"
 
 
 def test_text_completions_are_routed(start_proxy) -> None:
