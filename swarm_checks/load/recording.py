@@ -75,9 +75,11 @@ class LoadRecorder:
         self._write(label, result.document)
         return found
 
+    def _path(self, label: str) -> Path:
+        return self.directory / (re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.item.name}-{label}") + ".json")
+
     def _write(self, label: str, document: dict[str, Any]) -> Path:
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.item.name}-{label}")
-        path = self.directory / f"{name}.json"
+        path = self._path(label)
         self.directory.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(document, indent=2))
         return path
@@ -90,7 +92,7 @@ class LoadRecorder:
         by_concurrency = sorted({run.document["load"]["concurrency"]: run.summary for _, run in self.runs}.items())
         if len(by_concurrency) > 1:
             parts.append(charts.concurrency_charts(by_concurrency))
-        files = [f"{self.directory / re.sub(r'[^A-Za-z0-9_.-]+', '_', f'{self.item.name}-{label}')}.json" for label, _ in self.runs]
+        files = [self._path(label) for label, _ in self.runs]
         parts.append("<p>" + "<br>".join(f"<a href='file://{f}'>{f}</a>" for f in files) + "</p>")
         return "<div>" + "".join(parts) + "</div>"
 
