@@ -112,6 +112,26 @@ HELM_VARIANTS: dict[str, Broken] = {
     "latest-image-in-values": Broken(
         lambda r: edit(_values(r), "    tag: 7.4.2-alpine", "    tag: latest"),
         "test_chart_rule and schema", "rule 'renders'"),
+    # vLLM per device (vllm.phi.device): the rules of helm_vllm_rules, and the schema.
+    "vllm-gpu-limit-stripped": Broken(
+        lambda r: edit(_template(r, "vllm.yaml"), "  {{- toYaml .cfg.resources | nindent 2 }}",
+                       '  {{- toYaml (dict "requests" .cfg.resources.requests "limits" (omit .cfg.resources.limits "nvidia.com/gpu")) | nindent 2 }}'),
+        "test_chart_rule and vllm-device", "chart [defaults] Deployment/swarm-vllm-phi container 'vllm': rule 'vllm-device': GPU mode without an nvidia.com/gpu limit"),
+    "vllm-cpu-asks-for-gpu": Broken(
+        lambda r: edit(_template(r, "vllm.yaml"), 'merge (dict "runAsUser" $cfg.runAsUser)', 'merge (dict "runAsUser" $cfg.runAsUser "resources" $cfg.resources)'),
+        "test_chart_rule and vllm-device", """chart [vllm.phi.device="cpu"] Deployment/swarm-vllm-phi container 'vllm': rule 'vllm-device': CPU mode asks for nvidia.com/gpu"""),
+    "vllm-cpu-without-shm": Broken(
+        lambda r: edit(_template(r, "vllm.yaml"), "  volumeMounts:\n    - {name: shm, mountPath: /dev/shm}\n", "  volumeMounts:\n"),
+        "test_chart_rule and vllm-shm", """chart [vllm.phi.device="cpu"] Deployment/swarm-vllm-phi container 'vllm': rule 'vllm-shm': no memory-backed emptyDir mounted at /dev/shm"""),
+    "vllm-cpu-memory-below-shm-and-kv-cache": Broken(
+        lambda r: edit(_values(r), '        limits: {cpu: "4", memory: 5Gi}', '        limits: {cpu: "4", memory: 2Gi}'),
+        "test_chart_rule and vllm-limits", """chart [vllm.phi.device="cpu"] Deployment/swarm-vllm-phi container 'vllm': rule 'vllm-limits': memory limit 2Gi is below"""),
+    "vllm-cpu-startup-too-short": Broken(
+        lambda r: edit(_template(r, "vllm.yaml"), '"delay" 20 "period" 10 "failures" 36', '"delay" 20 "period" 10 "failures" 6'),
+        "test_chart_rule and vllm-startup", """chart [vllm.phi.device="cpu"] Deployment/swarm-vllm-phi container 'vllm': rule 'vllm-startup': startupProbe allows 60s"""),
+    "vllm-cpu-gpu-in-values": Broken(
+        lambda r: edit(_values(r), '        limits: {cpu: "4", memory: 5Gi}', '        limits: {cpu: "4", memory: 5Gi, nvidia.com/gpu: 1}'),
+        "test_chart_rule and vllm-device", "at '/vllm/phi/cpu/resources/limits': 'not' failed"),
 }
 
 

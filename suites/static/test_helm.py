@@ -11,18 +11,23 @@ import yaml
 from swarm_checks import helm_render
 from swarm_checks.catalog import Catalog
 from swarm_checks.options import SwarmSettings
-from swarm_checks.static import Violation, fail_on, helm_rules
+from swarm_checks.static import Violation, fail_on, helm_rules, helm_vllm_rules
 
 _MATRIX = yaml.safe_load((Path(__file__).resolve().parents[2] / "fixtures" / "service_matrix.yaml").read_text())
+# The chart's rules: the checklist every workload follows, then the vLLM Deployments' own.
+CHART_RULES = helm_rules.RULES + helm_vllm_rules.RULES
+# Linted variants: the defaults, everything on, and the primary LLM slot on CPUs.
+LINTED = ("defaults", "everything-on", 'vllm.phi.device="cpu"')
 
 
 def test_chart_lints_clean(swarm_settings: SwarmSettings) -> None:
-    """`helm lint --strict` finds no warning or error, with defaults and with everything on."""
+    """`helm lint --strict` finds no warning or error, with defaults, with everything on and in CPU mode."""
     chart = swarm_settings.chart
     defaults = helm_render.default_values(chart)
     findings = []
-    for name in ("defaults", "everything-on"):
-        overrides = helm_rules.variants(defaults)[name]
+    variants = helm_rules.variants(defaults)
+    for name in LINTED:
+        overrides = variants[name]
         findings += [Violation(f"chart [{name}]", "lint", line) for line in helm_render.lint(chart, overrides, helm_rules.KUBERNETES_VERSION)]
     fail_on(findings)
 
@@ -52,7 +57,7 @@ def test_services_discoverable(chart_renders: dict[str, helm_rules.ChartRender])
     assert catalog.of_kind("llm"), "no Service of kind llm in the chart"
 
 
-@pytest.mark.parametrize("rule", helm_rules.RULES, ids=[rule.name for rule in helm_rules.RULES])
+@pytest.mark.parametrize("rule", CHART_RULES, ids=[rule.name for rule in CHART_RULES])
 def test_chart_rule(rule: Any, chart_renders: dict[str, helm_rules.ChartRender]) -> None:
     """One rule over every variant's manifests."""
     fail_on(violation for render in chart_renders.values() for violation in rule.check(render))

@@ -40,6 +40,10 @@ FLAGS: dict[str, dict[str, Any]] = {
     "proxy.enabled": {},
     "global.storageClass": {},
 }
+# Settings with more than two values: each value other than the default, in its own render.
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "vllm.phi.device": ("gpu", "cpu"),
+}
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,8 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def variants(defaults: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Overrides per variant: the defaults, each flag flipped alone, and every flag on."""
+    """Overrides per variant: the defaults, each flag flipped alone, each other choice of a
+    setting alone, and every flag on."""
     result: dict[str, dict[str, Any]] = {"defaults": {}}
     everything: dict[str, Any] = {}
     for flag, extra in FLAGS.items():
@@ -95,6 +100,12 @@ def variants(defaults: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         result[f"{flag}={json.dumps(flipped)}"] = overrides
         if flag not in ("vllm.phi.enabled", "global.storageClass") and not (flag.split(".")[0] in ("redis", "postgresql", "minio")):
             _set(everything, flag, True)
+    for setting, choices in CHOICES.items():
+        for choice in choices:
+            if choice != _get(defaults, setting):
+                overrides = {}
+                _set(overrides, setting, choice)
+                result[f"{setting}={json.dumps(choice)}"] = overrides
     _merge(everything, {"vllm": {"phi": {"gpuMemoryUtilization": 0.45}, "large": {"gpuMemoryUtilization": 0.45}}})
     result["everything-on"] = everything
     return result
@@ -211,8 +222,6 @@ def check_resources(render: ChartRender) -> Iterator[Violation]:
                 missing = [key for key in ("cpu", "memory") if not (resources.get(section) or {}).get(key)]
                 if missing:
                     yield _v(render, doc, "resources", f"no {section} for {', '.join(missing)}", container.get("name"))
-            if _component(doc).startswith("vllm") and not (resources.get("limits") or {}).get("nvidia.com/gpu"):
-                yield _v(render, doc, "resources", "vLLM without an nvidia.com/gpu limit", container.get("name"))
 
 
 def check_probes(render: ChartRender) -> Iterator[Violation]:
@@ -223,11 +232,6 @@ def check_probes(render: ChartRender) -> Iterator[Violation]:
             for probe in ("livenessProbe", "readinessProbe"):
                 if not container.get(probe):
                     yield _v(render, doc, "probes", f"no {probe}", container.get("name"))
-            if _component(doc).startswith("vllm"):
-                startup = container.get("startupProbe") or {}
-                budget = startup.get("failureThreshold", 3) * startup.get("periodSeconds", 10)
-                if budget < 600:
-                    yield _v(render, doc, "probes", f"startupProbe allows {budget}s for model loading (needs >= 600s)", container.get("name"))
 
 
 def check_host_access(render: ChartRender) -> Iterator[Violation]:
@@ -355,13 +359,14 @@ def check_autoscaling(render: ChartRender) -> Iterator[Violation]:
                 yield _v(render, worker, "autoscaling", "replicas differ from ray.worker.replicas")
 
 
+# The vLLM Deployments' own rules, per device, are in helm_vllm_rules.
 RULES: tuple[Rule[ChartRender], ...] = (
     Rule("schema-valid", f"every manifest validates against Kubernetes {KUBERNETES_VERSION}", check_schema),
     Rule("non-root", "containers run as non-root", check_non_root),
     Rule("no-privilege-escalation", "no privilege escalation, all capabilities dropped", check_privilege),
     Rule("read-only-root", "read-only root filesystem or a listed exception", check_read_only_root),
     Rule("resources", "requests and limits on every container", check_resources),
-    Rule("probes", "liveness and readiness everywhere, startup for vLLM", check_probes),
+    Rule("probes", "liveness and readiness everywhere", check_probes),
     Rule("no-host-path", "no hostPath, host network, PID or IPC", check_host_access),
     Rule("network-policies", "NetworkPolicies cover every component when enabled", check_network_policies),
     Rule("secret-defaults", "no plaintext default password in Secrets", check_secret_defaults),
