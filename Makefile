@@ -12,9 +12,6 @@ ENV_FILE ?= $(if $(wildcard compose/.env),compose/.env,compose/.env.example)
 IMAGES_ENV ?= compose/images.env
 LIVE_PROFILES ?= cpu proxy
 LIVE_SERVICES ?= redis,postgres,ray-head,ray-worker,llm-cpu,proxy
-# llama.cpp threads in the live run: one of a 2-core CI machine's cores stays free for the proxy,
-# Ray and the measuring client, so that the load suite measures the stack, not core contention.
-LIVE_LLM_THREADS ?= 1
 LIVE_ARGS := --target=compose --pull never $(foreach p,$(LIVE_PROFILES),--profile $(p)) --env-file $(ENV_FILE) \
              $(if $(wildcard $(IMAGES_ENV)),--env-file $(IMAGES_ENV)) --services $(LIVE_SERVICES)
 COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env $(foreach p,$(PROFILES),--profile $(p))
@@ -51,7 +48,7 @@ test: ## the live suites on the CPU stack, then the framework's tests and the st
 
 test-live: ## stand up the CPU stack, run suites/smoke and suites/health against it, tear it down
 	@test -x $(PYTEST) || { echo "swarm: $(PYTEST) not found: run 'make setup' first" >&2; exit 2; }
-	LLM_CPU_THREADS=$(LIVE_LLM_THREADS) $(PYTEST) suites/smoke suites/health suites/load suites/gpu $(LIVE_ARGS) \
+	$(PYTEST) suites/smoke suites/health suites/load suites/gpu $(LIVE_ARGS) \
 	    --html=reports/live.html --self-contained-html
 
 test-framework: ## the framework's own tests and the static suite (no stack of the user's needed)

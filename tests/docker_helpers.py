@@ -12,9 +12,11 @@ import httpx
 
 from swarm_checks import orphans
 
-LLM_IMAGE = "vllm-swarm/llm-cpu:0.3.36"
+LLM_IMAGE = "vllm-swarm/vllm-cpu:0.32.0"
 REDIS_IMAGE = "vllm-swarm/redis:7.0-bookworm"
 DEBIAN_IMAGE = "vllm-swarm/debian:bookworm"
+# vLLM loads in about 40 s on two idle cores; a busy CI machine takes several times that.
+LLM_START_SECONDS = 400.0
 
 
 def docker_unavailable(images: Sequence[str]) -> str | None:
@@ -34,11 +36,12 @@ def docker_unavailable(images: Sequence[str]) -> str | None:
 class Container:
     """A container started with `docker run -d`, its published port, removed by `remove()`."""
 
-    def __init__(self, image: str, port: int, args: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
+    def __init__(self, image: str, port: int, args: Sequence[str] = (), env: dict[str, str] | None = None,
+                 run_options: Sequence[str] = ()) -> None:
         run_id = f"test-{uuid.uuid4().hex[:8]}"
         command = ["docker", "run", "-d", "--label", f"{orphans.LABEL_RUN}={run_id}",
                    "--label", f"{orphans.LABEL_OWNER}={orphans.owner_label(os.getpid())}",
-                   "-p", f"127.0.0.1::{port}"]
+                   "-p", f"127.0.0.1::{port}", *run_options]
         for key, value in (env or {}).items():
             command += ["-e", f"{key}={value}"]
         self.id = subprocess.run([*command, image, *args], capture_output=True, text=True, check=True).stdout.strip()
@@ -50,6 +53,19 @@ class Container:
 
     def remove(self) -> None:
         subprocess.run(["docker", "rm", "-f", "-v", self.id], capture_output=True, check=False)
+
+
+def start_llm(served_model_name: str, *, cpus: str | None = None) -> Container:
+    """The CPU engine of the image set (vLLM's CPU build), as the Compose file runs it: shared
+    memory for its worker processes, the model name it serves; healthy once /health answers."""
+    options = ["--shm-size", "1g"] + (["--cpus", cpus] if cpus else [])
+    container = Container(LLM_IMAGE, 8000, env={"SERVED_MODEL_NAME": served_model_name}, run_options=options)
+    try:
+        wait_http(f"http://127.0.0.1:{container.port}/health", LLM_START_SECONDS)
+    except BaseException:
+        container.remove()
+        raise
+    return container
 
 
 def wait_http(url: str, seconds: float = 120.0) -> None:

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
-from tests.docker_helpers import LLM_IMAGE, REDIS_IMAGE, Container, docker_unavailable, wait_http
+from tests.docker_helpers import LLM_IMAGE, REDIS_IMAGE, Container, docker_unavailable, start_llm, wait_http
 
 PROXY_DIR = Path(__file__).resolve().parents[1] / "compose" / "docker" / "proxy"
 MODEL = "smollm2-135m"
@@ -37,9 +37,8 @@ def mark_live(items: list[pytest.Item], folder: str, what: str) -> None:
 
 @pytest.fixture(scope="session")
 def llm() -> Iterator[Container]:
-    container = Container(LLM_IMAGE, 8000, env={"SERVED_MODEL_NAME": MODEL, "N_THREADS": "2"})
+    container = start_llm(MODEL)
     try:
-        wait_http(f"http://127.0.0.1:{container.port}/v1/models", 180)
         yield container
     finally:
         container.remove()

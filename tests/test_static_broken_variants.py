@@ -50,6 +50,13 @@ COMPOSE_VARIANTS: dict[str, Broken] = {
     "vllm-without-gpu-reservation": Broken(
         lambda r: edit(_compose(r), "        reservations:\n          devices:\n            - driver: nvidia\n              count: ${VLLM_GPU_COUNT:-1}\n              capabilities: [gpu]\n    networks:\n      swarm:\n        ipv4_address: ${SWARM_SUBNET_PREFIX:-172.20}.0.30", "    networks:\n      swarm:\n        ipv4_address: ${SWARM_SUBNET_PREFIX:-172.20}.0.30"),
         "test_compose_rule and gpu-reservation", "compose service 'vllm-phi': rule 'gpu-reservation': no NVIDIA GPU reservation"),
+    "vllm-cpu-without-shared-memory": Broken(
+        lambda r: edit(_compose(r), "    shm_size: ${LLM_CPU_SHM_SIZE:-1g}\n", ""),
+        "test_compose_rule and vllm-cpu", "compose service 'llm-cpu': rule 'vllm-cpu': neither ipc: host nor shm_size"),
+    "vllm-cpu-short-start-period": Broken(
+        lambda r: edit(_compose(r), "      # Loading the engine takes about 40 s on two idle cores, several times that on a busy machine.\n      start_period: 300s",
+                       "      start_period: 30s"),
+        "test_compose_rule and vllm-cpu", "compose service 'llm-cpu': rule 'vllm-cpu': healthcheck start_period 30s is too short"),
     "undocumented-variable": Broken(
         lambda r: edit(_compose(r), "      REDISCLI_AUTH:", "      CACHE_MODE: ${UNDOCUMENTED_CACHE_MODE:-lru}\n      REDISCLI_AUTH:"),
         "test_compose_rule and env-documented", "compose variable 'UNDOCUMENTED_CACHE_MODE': rule 'env-documented'"),

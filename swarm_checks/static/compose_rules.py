@@ -177,6 +177,28 @@ def check_gpu_reservation(assets: ComposeAssets) -> Iterator[Violation]:
             yield Violation(_obj(name), "gpu-reservation", f"healthcheck start_period {start:.0f}s is too short for model loading (>= 600s)")
 
 
+def check_vllm_on_cpu(assets: ComposeAssets) -> Iterator[Violation]:
+    """vLLM's CPU build (an engine labelled vllm that the matrix gives no GPU): what it needs to
+    start on a machine without a GPU, and nothing that would stop it there."""
+    for name, service in sorted(assets.services.items()):
+        if (service.get("labels") or {}).get("swarm.engine") != "vllm" or assets.matrix["compose"].get(name, {}).get("gpu"):
+            continue
+        devices = (((service.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get("devices") or []
+        if devices:
+            yield Violation(_obj(name), "vllm-cpu", "a device reservation on the CPU engine: it would not start without a GPU")
+        if service.get("ipc") != "host" and not service.get("shm_size"):
+            yield Violation(_obj(name), "vllm-cpu", "neither ipc: host nor shm_size: vLLM's worker processes need shared memory")
+        command = [str(part) for part in service.get("command") or []]
+        if "--max-model-len" not in command and not _env(service).get("MAX_MODEL_LEN"):
+            yield Violation(_obj(name), "vllm-cpu", "no --max-model-len (or MAX_MODEL_LEN): cap the context so the KV cache fits")
+        healthcheck = service.get("healthcheck") or {}
+        if "/health" not in " ".join(str(part) for part in healthcheck.get("test") or []):
+            yield Violation(_obj(name), "vllm-cpu", "the healthcheck does not ask vLLM's /health")
+        start = _seconds(healthcheck.get("start_period", "0s"))
+        if start < 120:
+            yield Violation(_obj(name), "vllm-cpu", f"healthcheck start_period {start:.0f}s is too short for vLLM to load on a CPU (>= 120s)")
+
+
 def check_gpu_memory_split(assets: ComposeAssets) -> Iterator[Violation]:
     """vLLM services that can share one GPU must leave room for each other."""
     total = 0.0
@@ -345,6 +367,7 @@ RULES: tuple[Rule[ComposeAssets], ...] = (
     Rule("loopback-ports", "ports published on 127.0.0.1", check_loopback_ports),
     Rule("restart-policy", "a restart policy", check_restart_policy),
     Rule("gpu-reservation", "vLLM: GPU reservation, shm, capped context, long start", check_gpu_reservation),
+    Rule("vllm-cpu", "vLLM on the CPU: shm, capped context, /health, long start, no GPU", check_vllm_on_cpu),
     Rule("gpu-memory-split", "two vLLM models on one GPU split its memory", check_gpu_memory_split),
     Rule("depends-on", "depends_on as the dependency matrix says", check_depends_on),
     Rule("network-address", "the matrix's addresses on the swarm network", check_network_address),
