@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 
-from swarm_checks.load import LoadSpec, Workload
+from swarm_checks.load import LoadSpec, Workload, thresholds
 from swarm_checks.load.metrics import Slo
 from swarm_checks.load.runner import alternate
 from swarm_checks.probes import openai_base_url
@@ -22,10 +22,12 @@ def _failed(verdicts: list[dict]) -> list[str]:
 
 
 def test_sustained_load_meets_the_slos(primary_llm: Endpoint, swarm_load) -> None:
-    """Concurrency 1, 2 and 4, each bounded in requests and seconds; every threshold that applies holds."""
+    """Concurrency 1, 2 and 4, each bounded in requests and seconds; every threshold that applies
+    holds, the scaling from one stream to four (a batching engine's mark) included."""
     entry = swarm_load.thresholds(primary_llm.model or "")
     slo = entry.get("slo", {})
     failed: list[str] = []
+    throughput: dict[int, float] = {}
     for concurrency in (1, 2, 4):
         result = swarm_load.run(primary_llm, Workload(input_words=48, output_tokens=48, seed=2),
                                 LoadSpec(concurrency=concurrency, max_requests=4 * concurrency + 4, max_seconds=90),
@@ -33,6 +35,11 @@ def test_sustained_load_meets_the_slos(primary_llm: Endpoint, swarm_load) -> Non
                                 slo=Slo(ttft_ms=slo.get("ttft_p99_ms"), tpot_ms=slo.get("tpot_median_ms")))
         assert result.summary["completed"] >= 1, f"no request completed: {result.summary['error_kinds']}"
         failed += [f"c{concurrency} {line}" for line in _failed(swarm_load.judge(result, entry))]
+        throughput[concurrency] = result.summary["output_throughput"]
+    scaling = thresholds.scaling_verdicts(throughput, entry)
+    print("output tokens/s by concurrency: " + ", ".join(f"{c}: {t:.1f}" for c, t in throughput.items())
+          + "".join(f"; {v['name']} = {v['measured']} (must be >= {v['limit']})" for v in scaling))
+    failed += _failed(scaling)
     assert not failed, "; ".join(failed)
 
 
@@ -68,8 +75,11 @@ def test_proxy_adds_little_latency_and_does_not_buffer(primary_llm: Endpoint,
     print(f"proxy: TTFT +{added:.2f} ms (median of {len(first['direct'])} paired differences); "
           f"ITL median {itl_direct:.2f} ms direct, {itl_proxy:.2f} ms through the proxy")
     assert added <= limits["max_ttft_added_ms"], f"the proxy adds {added:.2f} ms to TTFT (median of paired differences)"
-    assert itl_direct - itl_proxy <= limits["max_itl_shrink_ms"], (
-        f"inter-chunk gaps are {itl_direct - itl_proxy:.2f} ms shorter through the proxy: it buffers the stream")
+    # Buffering collapses the median gap towards zero; scheduling noise moves it by a few per cent.
+    allowed = max(limits["max_itl_shrink_ms"], limits.get("max_itl_shrink_fraction", 0.0) * itl_direct)
+    assert itl_direct - itl_proxy <= allowed, (
+        f"inter-chunk gaps are {itl_direct - itl_proxy:.2f} ms shorter through the proxy (at most {allowed:.2f} ms "
+        f"allowed): it buffers the stream")
 
 
 def test_server_counted_what_usage_reported(primary_llm: Endpoint, swarm_load) -> None:
@@ -77,7 +87,7 @@ def test_server_counted_what_usage_reported(primary_llm: Endpoint, swarm_load) -
     server = result.document["server_metrics"]
     if not server.get("available"):
         pytest.skip(f"{primary_llm.service} ({primary_llm.extra.get('engine', '?')}): {server.get('reason')}; "
-                    "vLLM and llama.cpp's own server expose one")
+                    "vLLM exposes one at /metrics")
     assert "generated_tokens_counter" in server, f"no generated-token counter among {sorted(server['deltas'])}"
     assert server["generated_matches_usage"], (
         f"{server['generated_tokens_counter']} grew by {server['generated_tokens_delta']}, usage says {server['usage_output_tokens']}")

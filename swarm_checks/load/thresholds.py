@@ -6,7 +6,12 @@ An entry:
     cpu/smollm2-135m:
       slo: {ttft_p99_ms: 3000, tpot_median_ms: 60, error_rate: 0.01}
       min_output_throughput: {1: 30, 4: 35}      # tokens/s at those concurrencies
+      min_scaling: {4: 1.5}                       # throughput at 4 >= 1.5 x throughput at 1
       proxy: {max_ttft_added_ms: 5, max_itl_shrink_ms: 0.5}
+
+`min_scaling` holds whatever the machine's speed: an engine that batches serves four streams
+with more total throughput than one; an engine that queues them (one slot) does not. It is the
+rule that survives a busy shared CI machine, where absolute figures swing by a factor of two.
 """
 from __future__ import annotations
 
@@ -48,6 +53,20 @@ def verdicts(summary: dict[str, Any], concurrency: int, thresholds: dict[str, An
     minimum = (thresholds.get("min_output_throughput") or {}).get(concurrency)
     if minimum is not None:
         add(f"output_throughput_at_{concurrency}", summary["output_throughput"], minimum, True)
+    return found
+
+
+def scaling_verdicts(throughput_by_concurrency: dict[int, float], thresholds: dict[str, Any]) -> list[dict[str, Any]]:
+    """`min_scaling`: output throughput at concurrency c over that at 1, measured in the same run."""
+    found: list[dict[str, Any]] = []
+    single = throughput_by_concurrency.get(1)
+    for concurrency, minimum in sorted((thresholds.get("min_scaling") or {}).items()):
+        measured = throughput_by_concurrency.get(int(concurrency))
+        if measured is None or not single:
+            continue
+        ratio = measured / single
+        found.append({"name": f"throughput_scaling_{concurrency}_over_1", "limit": minimum, "measured": round(ratio, 2),
+                      "passed": ratio >= minimum, "rule": ">="})
     return found
 
 
