@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -68,6 +70,48 @@ def run(
     return subprocess.run(
         list(args), capture_output=True, text=True, timeout=timeout, check=False, env=environment(overrides)
     )
+
+
+# What the engine answers about a container, network or volume that no longer exists. Between
+# listing resources and acting on one, anyone may remove it: a concurrent run's sweep or
+# teardown, or the engine itself rolling back a container whose `create` Compose cancelled
+# (moby's cleanupContainer lists such a container, dead, before it drops it, and it was never
+# inspectable). Gone is what a removal wants and what a listing must skip: never an error.
+VANISHED = {
+    "container": re.compile(r"No such container", re.I),
+    "network": re.compile(r"No such network|network \S+ not found", re.I),
+    "volume": re.compile(r"No such volume", re.I),
+}
+# How long `ps` keeps listing again while containers vanish under it (a project being removed
+# by someone else can keep that up for seconds); a listing that fails longer is an error.
+PS_VANISH_BUDGET = 15.0
+
+
+def vanished(stderr: str, kind: str | None = None) -> bool:
+    """The engine's error says the container/network/volume (`kind`, default any) is gone."""
+    patterns = [VANISHED[kind]] if kind else list(VANISHED.values())
+    return any(pattern.search(stderr) for pattern in patterns)
+
+
+def ps(
+    args: Sequence[str], overrides: Mapping[str, str] | None = None, budget: float = PS_VANISH_BUDGET
+) -> subprocess.CompletedProcess[str]:
+    """`ps --all --format json` for the project that `args` (see base_args) name.
+
+    Compose lists the project's containers, then inspects each one; a container removed in
+    between fails the whole listing with "No such container", although the next listing simply
+    no longer has it. So a vanished container means: list again (a short pause each time),
+    instead of turning a removal in progress into "the stack did not come up".
+    """
+    command = [*args, "ps", "--all", "--format", "json"]
+    deadline = time.monotonic() + budget
+    pause = 0.05
+    result = run(command, timeout=60, overrides=overrides)
+    while result.returncode != 0 and vanished(result.stderr, "container") and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+        result = run(command, timeout=60, overrides=overrides)
+    return result
 
 
 def first_error_line(stderr: str) -> str:

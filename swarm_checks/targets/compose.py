@@ -156,8 +156,9 @@ class ComposeTarget:
         return compose_cli.run([*self._args(profiles), *args], timeout=timeout, overrides=self.overrides)
 
     def containers(self) -> list[dict[str, Any]]:
-        """`docker compose ps --all --format json`: one dict per container of the project."""
-        result = self._compose("ps", "--all", "--format", "json", timeout=60)
+        """`docker compose ps --all --format json`: one dict per container of the project (listed
+        again when one vanishes mid-listing, see compose_cli.ps)."""
+        result = compose_cli.ps(self._args(), overrides=self.overrides)
         if result.returncode != 0:
             raise SwarmError(explain(result.stderr, self.redact))
         text = result.stdout.strip()
