@@ -44,11 +44,13 @@ def test_sustained_load_meets_the_slos(primary_llm: Endpoint, swarm_load) -> Non
 
 
 def test_poisson_arrivals_are_served_without_client_lag(primary_llm: Endpoint, swarm_load) -> None:
-    result = swarm_load.run(primary_llm, SHORT, LoadSpec(mode="poisson", rate=2.0, burstiness=1.0, concurrency=8,
-                                                         max_requests=16, max_seconds=60), "poisson-2rps")
+    """No cap on requests in flight: every request leaves when the schedule says, however slowly
+    the engine answers, so a late send would mean the measurement, not the server, is slow."""
+    result = swarm_load.run(primary_llm, SHORT, LoadSpec(mode="poisson", rate=1.5, burstiness=1.0,
+                                                         max_requests=16, max_seconds=60), "poisson-1.5rps")
     summary = result.summary
     assert summary["error_rate"] == 0, summary["error_kinds"]
-    # The client keeps its schedule: a late send would mean the measurement, not the server, is slow.
+    assert summary["schedule_kept"], summary["schedule"]["reason"]
     assert summary["scheduling_lag_ms"]["p99"] < 50, summary["scheduling_lag_ms"]
 
 

@@ -34,6 +34,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slo-ttft-ms", type=float, default=None)
     parser.add_argument("--slo-tpot-ms", type=float, default=None)
     parser.add_argument("--output", type=Path, default=None, help="write the result JSON here")
+    parser.add_argument("--gpu", default=None,
+                        help="the engine's GPU as nvidia-smi names it on the engine's machine (environment, hardware class)")
 
 
 def _workload(args: argparse.Namespace) -> Workload:
@@ -63,6 +65,8 @@ def print_summary(result: RunResult, label: str = "") -> None:
         d = s[name]
         if d.get("count"):
             print(f"  {name:<18}" + "".join(f"{d[k]:>9.2f}" for k in ("mean", "median", "std", "p90", "p99")))
+    if (s.get("schedule") or {}).get("kept") is not None:
+        print(f"  schedule: {s['schedule']['reason']}")
     server = result.document["server_metrics"]
     if server.get("available") and "generated_tokens_counter" in server:
         print(f"  server: {server['generated_tokens_counter']} +{server['generated_tokens_delta']:.0f} "
@@ -84,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="one load run")
     _common(run)
     run.add_argument("--mode", choices=("concurrency", "rate", "poisson"), default="concurrency")
-    run.add_argument("--concurrency", type=int, default=1)
+    run.add_argument("--concurrency", type=int, default=None,
+                     help="requests in flight (mode concurrency, default 1); rate, poisson: an optional cap")
     run.add_argument("--rate", type=float, default=None, help="requests per second (rate, poisson)")
     run.add_argument("--burstiness", type=float, default=1.0, help="gamma shape for poisson (1: Poisson)")
     run.add_argument("--save-requests", action="store_true", help="keep per-request records in the JSON")
@@ -102,13 +107,17 @@ def main(argv: list[str] | None = None) -> int:
                         max_requests=args.requests, max_seconds=args.duration, warmup_requests=args.warmup, seed=args.seed)
         with tqdm(total=args.requests, unit="req", file=sys.stderr) as bar:
             result = run_load(args.base_url, args.model, workload, spec, api_key=key, metrics_url=args.metrics_url,
-                              slo=_slo(args), keep_requests=args.save_requests, progress=bar.update)
+                              slo=_slo(args), keep_requests=args.save_requests, progress=bar.update, gpu=args.gpu)
         print_summary(result, f"{args.mode} run")
         _write(args.output, result.document)
+        if result.summary.get("schedule_kept") is False:
+            print(f"schedule not kept: {result.summary['schedule']['reason']}", file=sys.stderr)
+            return 1
         return 0 if result.summary["completed"] else 1
     base = LoadSpec(max_requests=args.requests, max_seconds=args.duration, warmup_requests=args.warmup, seed=args.seed)
     levels = [int(c) for c in args.concurrencies.split(",") if c.strip()]
-    swept = sweep(args.base_url, args.model, workload, base, levels, api_key=key, metrics_url=args.metrics_url, slo=_slo(args))
+    swept = sweep(args.base_url, args.model, workload, base, levels, api_key=key, metrics_url=args.metrics_url, slo=_slo(args),
+                  gpu=args.gpu)
     for point in swept.points:
         print_summary(point, f"concurrency {point.document['load']['concurrency']}")
     print(f"\nsweep stopped: {swept.stopped_because}")
@@ -116,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 "stopped_because": swept.stopped_because}
     _write(args.output, document)
     if args.command == "calibrate":
-        entry_key = args.key or f"{roofline.hardware_class(roofline.gpu_name())}/{args.model}"
+        entry_key = args.key or f"{roofline.hardware_class(args.gpu or roofline.gpu_name())}/{args.model}"
         measured = {p.document["load"]["concurrency"]: p.summary for p in swept.points}
         entry = thresholds.calibrate(entry_key, measured, args.thresholds)
         print(f"\nwrote {entry_key} to {args.thresholds}: {json.dumps(entry)}")

@@ -3,7 +3,8 @@
 request_throughput = completed / duration; output_throughput = sum(output tokens) / duration;
 total_token_throughput adds input tokens; goodput = requests meeting every SLO / duration.
 Distributions (ms): mean, median, std and the chosen percentiles (numpy's linear interpolation).
-ITL is pooled over all requests; TPOT is per request: (E2EL - TTFT) / (output tokens - 1).
+ITL is pooled over all requests; TPOT is per request: (E2EL - TTFT) / (output tokens - 1); for
+goodput a one-token answer has TPOT 0 and meets any TPOT goal, as in vLLM's calculate_metrics.
 """
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ import numpy as np
 from swarm_checks.load.client import RequestRecord
 
 PERCENTILES = (50, 90, 95, 99)
+# A rate or Poisson run keeps its schedule when the p99 of its sends' lag stays within
+# max(SCHEDULE_TOLERANCE_S, SCHEDULE_TOLERANCE_GAPS x the mean gap between arrivals).
+SCHEDULE_TOLERANCE_S = 0.050
+SCHEDULE_TOLERANCE_GAPS = 0.10
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,8 @@ class Slo:
     def met(self, record: RequestRecord) -> bool:
         if not record.success:
             return False
-        checks = ((self.ttft_ms, record.ttft), (self.tpot_ms, record.tpot), (self.e2el_ms, record.e2el))
+        tpot = record.tpot if record.output_tokens > 1 else 0.0  # one token: no decoding step to judge
+        checks = ((self.ttft_ms, record.ttft), (self.tpot_ms, tpot), (self.e2el_ms, record.e2el))
         return all(limit is None or (value is not None and value * 1e3 <= limit) for limit, value in checks)
 
 
@@ -71,3 +77,28 @@ def summarize(records: Sequence[RequestRecord], duration: float, slo: Slo | None
         "e2el_ms": distribution((r.e2el for r in done), percentiles),
         "scheduling_lag_ms": distribution((r.lag for r in records), percentiles),
     }
+
+
+def schedule(records: Sequence[RequestRecord], mode: str, rate: float | None, cap: int | None = None) -> dict[str, Any]:
+    """Did the client send when its schedule said? A late client measures itself, not the server
+    (asked 6 req/s, it sent 1.48 with one request in flight): `kept` False with the reason. Mode
+    concurrency has no schedule (`kept` None)."""
+    if mode == "concurrency" or not rate:
+        return {"kept": None, "reason": "fixed concurrency: no arrival schedule"}
+    tolerance = max(SCHEDULE_TOLERANCE_S, SCHEDULE_TOLERANCE_GAPS / rate)
+    lags = np.asarray([r.lag for r in records], dtype=float)
+    p99 = float(np.percentile(lags, 99)) if lags.size else 0.0
+    starts = sorted(r.start for r in records if r.start)
+    sent_rate = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 and starts[-1] > starts[0] else None
+    unsent = sum(1 for r in records if not r.start)
+    found: dict[str, Any] = {"kept": p99 <= tolerance, "lag_p99_ms": p99 * 1e3, "tolerance_ms": tolerance * 1e3,
+                             "asked_rate": rate, "sent_rate": sent_rate, "never_sent": unsent, "cap": cap}
+    if found["kept"]:
+        found["reason"] = f"scheduling lag p99 {p99 * 1e3:.1f} ms within {tolerance * 1e3:.1f} ms"
+    else:
+        found["reason"] = (f"the client fell behind its schedule: scheduling lag p99 {p99 * 1e3:.1f} ms > "
+                           f"{tolerance * 1e3:.1f} ms (asked {rate:g} req/s, sent "
+                           + (f"{sent_rate:.2f} req/s" if sent_rate else "too few to tell")
+                           + (f"; {unsent} never sent" if unsent else "")
+                           + (f"; at most {cap} in flight (--concurrency)" if cap else "") + ")")
+    return found

@@ -89,7 +89,9 @@ class LoadRecorder:
         for label, run in self.runs:
             parts.append(charts.summary_table(run.summary, label))
             parts.append(charts.percentile_chart(label, run.summary))
-        by_concurrency = sorted({run.document["load"]["concurrency"]: run.summary for _, run in self.runs}.items())
+        # Rate and Poisson runs without a cap have no concurrency (None): no point on these charts.
+        by_concurrency = sorted({run.document["load"]["concurrency"]: run.summary for _, run in self.runs
+                                 if run.document["load"].get("concurrency") is not None}.items())
         if len(by_concurrency) > 1:
             parts.append(charts.concurrency_charts(by_concurrency))
         files = [self._path(label) for label, _ in self.runs]

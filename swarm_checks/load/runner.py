@@ -1,18 +1,24 @@
 """Running a load: arrival modes, warm-up, bounds in count and time, and the result document.
 
 Modes (LoadSpec.mode):
-- concurrency: `concurrency` requests in flight at all times;
+- concurrency: `concurrency` requests in flight at all times (default 1);
 - rate: one request every 1/rate seconds;
 - poisson: gamma-distributed gaps with mean 1/rate (burstiness 1 is Poisson, < 1 burstier);
-the last two may also cap the requests in flight (`concurrency`). Every run stops at
+the last two keep their schedule with no cap on the requests in flight unless `concurrency`
+is given (a cap that makes requests wait shows as scheduling lag). Every run stops at
 `max_requests` or `max_seconds`, whichever comes first; requests still in flight get
-`drain_seconds` to finish and are then cancelled (counted incomplete). The first
-`warmup_requests` are sent and awaited before the measurement and left out of it. Each
-request's scheduling lag (sent minus scheduled) is recorded: a saturated client shows there.
+`drain_seconds` to finish and are then cancelled, and requests still queued behind a cap are
+dropped: both count as incomplete, and neither stretches the measured duration (it ends at the
+last finished request, or at the deadline when the run was cut). The first `warmup_requests`
+are sent and awaited before the measurement and left out of it, server-side counters included
+(/metrics is scraped after the warm-up). Each request's scheduling lag (sent minus scheduled) is
+recorded, and a rate or Poisson run whose client fell behind its schedule says so
+(`summary["schedule_kept"]`, see metrics.schedule).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import platform
 import random
 import time
@@ -22,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 from swarm_checks.load import roofline, server_metrics
 from swarm_checks.load.client import RequestRecord, new_session, send
-from swarm_checks.load.metrics import PERCENTILES, Slo, summarize
+from swarm_checks.load.metrics import PERCENTILES, Slo, schedule, summarize
 from swarm_checks.load.workload import RequestSpec, Workload
 
 SCHEMA = "swarm-checks/load-result/1"
@@ -30,8 +36,12 @@ SCHEMA = "swarm-checks/load-result/1"
 
 @dataclass(frozen=True)
 class LoadSpec:
+    """How to load: the mode, its parameters and the run's bounds. `concurrency`: requests in
+    flight for mode concurrency (None means 1); for rate and poisson an optional cap (None: no
+    cap, the schedule alone decides)."""
+
     mode: str = "concurrency"          # concurrency | rate | poisson
-    concurrency: int = 1
+    concurrency: int | None = None
     rate: float | None = None          # requests per second (rate, poisson)
     burstiness: float = 1.0            # gamma shape for poisson
     max_requests: int = 50
@@ -41,12 +51,16 @@ class LoadSpec:
     request_timeout: float = 300.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.mode == "concurrency" and self.concurrency is None:
+            object.__setattr__(self, "concurrency", 1)
+
     def check(self) -> None:
         if self.mode not in ("concurrency", "rate", "poisson"):
             raise ValueError(f"unknown mode {self.mode!r}: concurrency, rate or poisson")
         if self.mode != "concurrency" and not self.rate:
             raise ValueError(f"mode {self.mode} needs a rate (requests per second)")
-        if self.max_requests < 1 or self.max_seconds <= 0 or self.concurrency < 1:
+        if self.max_requests < 1 or self.max_seconds <= 0 or (self.concurrency is not None and self.concurrency < 1):
             raise ValueError("max_requests, max_seconds and concurrency must be positive")
 
 
@@ -62,6 +76,20 @@ class RunResult:
         return self.document["summary"]
 
 
+@dataclass(repr=False)
+class _Measured:
+    """What the async part hands back. A short repr: asyncio.run formats its main task's result
+    when it restores the SIGINT handler (Python 3.11), which for thousands of records costs time."""
+
+    records: list[RequestRecord]
+    duration: float
+    before: dict[str, float] | None = None
+    after: dict[str, float] | None = None
+
+    def __repr__(self) -> str:
+        return f"<_Measured {len(self.records)} records in {self.duration:.3f} s>"
+
+
 def _gaps(spec: LoadSpec) -> Callable[[], float]:
     rng = random.Random(spec.seed)
     if spec.mode == "rate":
@@ -71,41 +99,48 @@ def _gaps(spec: LoadSpec) -> Callable[[], float]:
     return lambda: rng.gammavariate(shape, scale)
 
 
+async def _scrape(metrics_url: str | None) -> dict[str, float] | None:
+    return await asyncio.to_thread(server_metrics.scrape, metrics_url) if metrics_url else None
+
+
 async def _run(base_url: str, model: str, api_key: str | None, workload: Workload, spec: LoadSpec,
-               progress: Callable[[int], None] | None) -> tuple[list[RequestRecord], float]:
+               progress: Callable[[int], None] | None, metrics_url: str | None = None) -> _Measured:
     url = f"{base_url.rstrip('/')}/{workload.path}"
     specs = workload.stream()
-    pool = spec.concurrency if spec.mode == "concurrency" else max(spec.concurrency, 64)
-    async with new_session(pool, api_key) as session:
+    timeout = spec.request_timeout
+    async with new_session(spec.concurrency, api_key) as session:
         for _ in range(spec.warmup_requests):
-            await send(session, url, workload.body(model, next(specs), True), RequestRecord(time.perf_counter()),
-                       spec.request_timeout)
+            await send(session, url, workload.body(model, next(specs), True), RequestRecord(time.perf_counter()), timeout)
+        before = await _scrape(metrics_url)  # after the warm-up: its tokens are not the run's
         records: list[RequestRecord] = []
+        tasks: list[asyncio.Task[Any]] = []
         started = time.perf_counter()
         deadline = started + spec.max_seconds
-        limit = asyncio.Semaphore(spec.concurrency)
-        tasks: list[asyncio.Task[RequestRecord]] = []
-
-        async def one(body: dict[str, Any], scheduled: float) -> RequestRecord:
-            async with limit:
-                record = RequestRecord(scheduled)
-                records.append(record)
-                await send(session, url, body, record, spec.request_timeout)
-                if progress:
-                    progress(1)
-                return record
 
         if spec.mode == "concurrency":
             counter = iter(range(spec.max_requests))
 
             async def worker() -> None:
                 for _ in counter:
-                    if time.perf_counter() >= deadline:
+                    now = time.perf_counter()
+                    if now >= deadline:
                         return
-                    await one(workload.body(model, next(specs), True), time.perf_counter())
+                    record = RequestRecord(now)
+                    records.append(record)
+                    await send(session, url, workload.body(model, next(specs), True), record, timeout)
+                    if progress:
+                        progress(1)
 
-            tasks = [asyncio.create_task(worker()) for _ in range(spec.concurrency)]  # type: ignore[misc]
+            tasks = [asyncio.create_task(worker()) for _ in range(spec.concurrency or 1)]
         else:
+            gate: Any = asyncio.Semaphore(spec.concurrency) if spec.concurrency else contextlib.nullcontext()
+
+            async def one(body: dict[str, Any], record: RequestRecord) -> None:
+                async with gate:
+                    await send(session, url, body, record, timeout)
+                if progress:
+                    progress(1)
+
             gap = _gaps(spec)
             next_at = started
             for _ in range(spec.max_requests):
@@ -115,48 +150,60 @@ async def _run(base_url: str, model: str, api_key: str | None, workload: Workloa
                 delay = next_at - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(body, next_at)))
+                record = RequestRecord(next_at)
+                records.append(record)
+                tasks.append(asyncio.create_task(one(body, record)))
                 next_at += gap()
         remaining = max(0.0, deadline - time.perf_counter()) + spec.drain_seconds
-        done, pending = await asyncio.wait(tasks, timeout=remaining) if tasks else (set(), set())
+        _, pending = await asyncio.wait(tasks, timeout=remaining) if tasks else (set(), set())
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        stopped = time.perf_counter()
         for record in records:
-            if not record.end:
-                record.end = time.perf_counter()
-                record.error_kind, record.error = "incomplete", "cancelled at the end of the run"
-        ends = [r.end for r in records if r.end]
-        duration = (max(ends) if ends else time.perf_counter()) - started
-    return records, duration
+            if not record.end:  # queued behind the cap, never sent
+                record.end, record.cancelled = stopped, True
+                record.error_kind, record.error = "incomplete", "still queued (never sent) when the run stopped"
+        finished = [r.end for r in records if not r.cancelled]
+        last = max(finished) if finished else started
+        if any(r.cancelled for r in records):
+            last = max(last, deadline)  # cut: the run lasted until its deadline, not until the cancellation
+        after = await _scrape(metrics_url) if before is not None else None
+    return _Measured(records, last - started, before, after)
 
 
-def environment() -> dict[str, Any]:
-    gpu = roofline.gpu_name()
+def environment(gpu: str | None = None) -> dict[str, Any]:
+    """Where the run happened. `gpu`: the engine's GPU as nvidia-smi names it there (the machine
+    running the client is not the engine's: nothing is asked of a local nvidia-smi)."""
     return {"time": datetime.now(timezone.utc).isoformat(), "host": platform.node(), "python": platform.python_version(),
             "platform": platform.platform(), "gpu": gpu, "hardware_class": roofline.hardware_class(gpu)}
 
 
 def run_load(base_url: str, model: str, workload: Workload, spec: LoadSpec, *, api_key: str | None = None,
              metrics_url: str | None = None, slo: Slo | None = None, percentiles: Sequence[int] = PERCENTILES,
-             keep_requests: bool = False, progress: Callable[[int], None] | None = None) -> RunResult:
+             keep_requests: bool = False, progress: Callable[[int], None] | None = None,
+             gpu: str | None = None) -> RunResult:
     """Run one load against an OpenAI-compatible base URL (ending in /v1) and describe it."""
     spec.check()
-    before = server_metrics.scrape(metrics_url) if metrics_url else None
-    records, duration = asyncio.run(_run(base_url, model, api_key, workload, spec, progress))
-    after = server_metrics.scrape(metrics_url) if metrics_url and before is not None else None
-    summary = summarize(records, duration, slo, percentiles)
+    measured = asyncio.run(_run(base_url, model, api_key, workload, spec, progress, metrics_url))
+    records = measured.records
+    summary = summarize(records, measured.duration, slo, percentiles)
+    summary["schedule"] = schedule(records, spec.mode, spec.rate, spec.concurrency)
+    summary["schedule_kept"] = summary["schedule"]["kept"]
+    if not metrics_url:
+        server: dict[str, Any] = {"available": False, "reason": "no metrics URL given"}
+    else:
+        server = server_metrics.delta(measured.before, measured.after, summary["total_output_tokens"])
     document: dict[str, Any] = {
         "schema": SCHEMA,
-        "environment": environment(),
+        "environment": environment(gpu),
         "endpoint": {"base_url": base_url, "model": model, "metrics_url": metrics_url},
         "workload": workload.describe(),
         "load": asdict(spec),
         "slo": asdict(slo) if slo else None,
         "summary": summary,
-        "server_metrics": (server_metrics.delta(before, after, summary["total_output_tokens"]) if metrics_url
-                           else {"available": False, "reason": "no metrics URL given"}),
+        "server_metrics": server,
         "thresholds": None,
         "verdicts": [],
     }
@@ -173,14 +220,14 @@ class SweepResult:
 
 def sweep(base_url: str, model: str, workload: Workload, base: LoadSpec, concurrencies: Sequence[int], *,
           api_key: str | None = None, metrics_url: str | None = None, slo: Slo | None = None,
-          saturation_gain: float = 0.05, max_error_rate: float = 0.05) -> SweepResult:
+          saturation_gain: float = 0.05, max_error_rate: float = 0.05, gpu: str | None = None) -> SweepResult:
     """From one stream upwards: stop at the end of the list, when output throughput grows by less
     than `saturation_gain` from one point to the next (saturated), or when errors exceed the rate."""
     result = SweepResult()
     previous = None
     for concurrency in concurrencies:
         spec = LoadSpec(**{**asdict(base), "mode": "concurrency", "concurrency": concurrency})
-        point = run_load(base_url, model, workload, spec, api_key=api_key, metrics_url=metrics_url, slo=slo)
+        point = run_load(base_url, model, workload, spec, api_key=api_key, metrics_url=metrics_url, slo=slo, gpu=gpu)
         result.points.append(point)
         throughput = point.summary["output_throughput"]
         if point.summary["error_rate"] > max_error_rate:

@@ -18,7 +18,7 @@ from swarm_checks.load import LoadSpec, Workload, run_load, thresholds
 from swarm_checks.load.client import RequestRecord
 from swarm_checks.load.metrics import Slo, summarize
 from swarm_checks.load.runner import _gaps
-from tests.docker_helpers import LLM_IMAGE, Container, wait_http
+from tests.docker_helpers import start_llm
 from tests.live_parts import MODEL
 
 
@@ -78,8 +78,10 @@ def test_thresholds_verdicts_and_calibration(tmp_path: Path) -> None:
 
 
 def test_measures_the_real_engine(llm) -> None:
+    """vLLM's CPU build: usage in the stream, Prometheus counters, and warm-up left out of both."""
     result = run_load(f"http://127.0.0.1:{llm.port}/v1", MODEL, Workload(output_tokens=24, temperature=0.0),
-                      LoadSpec(concurrency=2, max_requests=6, max_seconds=120, warmup_requests=1), keep_requests=True)
+                      LoadSpec(concurrency=2, max_requests=6, max_seconds=120, warmup_requests=2), keep_requests=True,
+                      metrics_url=f"http://127.0.0.1:{llm.port}/metrics")
     summary = result.summary
     assert summary["completed"] == 6 and summary["error_rate"] == 0
     assert result.document["schema"] == "swarm-checks/load-result/1"
@@ -87,11 +89,14 @@ def test_measures_the_real_engine(llm) -> None:
         assert record.ttft is not None and 0 < record.ttft < record.e2el
         assert len(record.itl) == record.chunks - 1
         assert record.ttft + sum(record.itl) <= record.e2el + 1e-6
-    # llama-cpp-python sends no usage in streams: counts come from chunks, and the result says so.
-    assert summary["tokens_estimated"] and summary["tokens_per_chunk"] == 1.0
+    # vLLM reports usage in the stream (stream_options.include_usage): counts are exact.
+    assert not summary["tokens_estimated"] and 0 < summary["total_output_tokens"] <= 6 * 24
     assert summary["tpot_ms"]["median"] == pytest.approx(summary["itl_ms"]["median"], rel=0.25)
     assert summary["scheduling_lag_ms"]["p99"] < 50
-    assert result.document["server_metrics"]["available"] is False
+    server = result.document["server_metrics"]
+    assert server["available"] and server["generated_tokens_counter"] == "vllm:generation_tokens_total"
+    # The two warm-up requests generated tokens too: the counter matches usage only if they are left out.
+    assert server["generated_tokens_delta"] == summary["total_output_tokens"], server
 
 
 def test_a_run_is_bounded_in_time(llm) -> None:
@@ -104,13 +109,12 @@ def test_a_run_is_bounded_in_time(llm) -> None:
 
 
 def test_an_error_inside_a_200_stream_is_a_failure(start_proxy) -> None:
-    engine = Container(LLM_IMAGE, 8000, env={"SERVED_MODEL_NAME": MODEL})
+    engine = start_llm(MODEL)
     try:
-        wait_http(f"http://127.0.0.1:{engine.port}/v1/models", 180)
         proxy = start_proxy(upstream=f"http://127.0.0.1:{engine.port}/v1")
-        # 1000 tokens take over 10 s on this engine: 3 s in, the answer is streaming.
+        # 1000 tokens take over 20 s on this engine: 3 s in, the answer is streaming.
         threading.Timer(3.0, lambda: engine.docker("kill")).start()
-        result = run_load(proxy.base_url, MODEL, Workload(output_tokens=1000, temperature=0.0),
+        result = run_load(proxy.base_url, MODEL, Workload(output_tokens=1000, temperature=0.0, ignore_eos=True),
                           LoadSpec(concurrency=1, max_requests=1, max_seconds=30, warmup_requests=0),
                           api_key=proxy.key)
     finally:

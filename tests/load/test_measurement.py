@@ -1,0 +1,148 @@
+"""The load engine's definitions and bookkeeping against an endpoint with known timing and known
+faults (tests/load/fake_engine.py, on 127.0.0.1 in this process): no model, no Docker."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from swarm_checks.load import LoadSpec, Workload, run_load
+from swarm_checks.load.__main__ import main
+from swarm_checks.load.client import RequestRecord
+from swarm_checks.load.metrics import Slo, summarize
+from tests.load.fake_engine import FakeEngine
+
+SHORT = Workload(input_words=8, output_tokens=4)
+
+
+def test_server_metric_deltas_leave_the_warmup_out() -> None:
+    with FakeEngine(chunks=4) as engine:
+        result = run_load(engine.base_url, "fake", SHORT, LoadSpec(concurrency=1, max_requests=3, warmup_requests=2),
+                          metrics_url=engine.metrics_url)
+    server = result.document["server_metrics"]
+    assert engine.requests == 5 and result.summary["total_output_tokens"] == 12
+    assert server["generated_tokens_delta"] == 12, "the warm-up's 8 tokens must not count"
+    assert server["generated_matches_usage"] is True
+
+
+def test_rate_mode_keeps_its_schedule_with_no_cap() -> None:
+    """20 req/s against answers that take 0.4 s: about 8 in flight; no cap unless one is asked for."""
+    with FakeEngine(chunks=2, ttft=0.4) as engine:
+        result = run_load(engine.base_url, "fake", SHORT,
+                          LoadSpec(mode="rate", rate=20.0, max_requests=10, max_seconds=30, warmup_requests=0))
+    assert result.document["load"]["concurrency"] is None
+    assert engine.peak_in_flight >= 6, f"at most {engine.peak_in_flight} in flight: the schedule was not kept"
+    assert result.summary["completed"] == 10
+    assert result.summary["schedule_kept"] is True, result.summary["schedule"]
+    assert result.summary["scheduling_lag_ms"]["p99"] < 50
+
+
+def test_a_client_behind_its_schedule_says_so_and_the_command_fails(capsys: pytest.CaptureFixture[str],
+                                                                    tmp_path: Path) -> None:
+    """20 req/s with at most one in flight, each answer 0.2 s: the sends fall behind."""
+    with FakeEngine(chunks=2, ttft=0.2) as engine:
+        result = run_load(engine.base_url, "fake", SHORT, LoadSpec(mode="rate", rate=20.0, concurrency=1,
+                                                                   max_requests=6, max_seconds=30, warmup_requests=0))
+        assert result.summary["schedule_kept"] is False
+        assert "fell behind its schedule" in result.summary["schedule"]["reason"]
+        status = main(["run", "--base-url", engine.base_url, "--model", "fake", "--mode", "rate", "--rate", "20",
+                       "--concurrency", "1", "--requests", "6", "--warmup", "0", "--output-tokens", "2",
+                       "--output", str(tmp_path / "late.json")])
+    captured = capsys.readouterr()
+    assert status != 0
+    lines = [line for line in captured.err.splitlines() if "schedule not kept" in line]
+    assert len(lines) == 1 and "fell behind" in lines[0], captured.err[-1000:]
+    assert json.loads((tmp_path / "late.json").read_text())["summary"]["schedule_kept"] is False
+
+
+def test_concurrency_mode_still_defaults_to_one_stream() -> None:
+    spec = LoadSpec()
+    assert spec.concurrency == 1 and LoadSpec(mode="rate", rate=2.0).concurrency is None
+    assert LoadSpec(concurrency=4).concurrency == 4
+    with FakeEngine(chunks=2, ttft=0.05) as engine:
+        result = run_load(engine.base_url, "fake", SHORT, LoadSpec(max_requests=4, warmup_requests=0))
+    assert engine.peak_in_flight == 1 and result.summary["completed"] == 4
+    assert result.summary["schedule_kept"] is None
+
+
+def test_e2el_ends_at_the_last_token_and_the_stream_end_is_kept_apart() -> None:
+    """A 100 ms pause before [DONE] is not decoding time (vLLM's latency: its last token)."""
+    with FakeEngine(chunks=5, itl=0.01, pause_before_done=0.1) as engine:
+        result = run_load(engine.base_url, "fake", SHORT, LoadSpec(max_requests=2, warmup_requests=0),
+                          keep_requests=True)
+    for record in result.records:
+        assert record.success and record.ttft is not None
+        assert record.e2el == pytest.approx(record.ttft + sum(record.itl), abs=1e-6)
+        assert record.stream_end - record.start >= record.e2el + 0.09
+        assert record.tpot is not None and record.tpot < 0.015, f"TPOT {record.tpot * 1e3:.1f} ms for 10 ms gaps"
+    saved = result.document["requests"][0]
+    assert saved["stream_end"] - saved["start"] >= saved["e2el"] + 0.09
+
+
+def test_a_one_token_answer_meets_a_tpot_goal() -> None:
+    """vLLM's calculate_metrics: output_len <= 1 has TPOT 0 for goodput."""
+    record = RequestRecord(scheduled=0.0, start=1.0, end=1.2, ttft=0.2, chunks=1, output_tokens=1, success=True)
+    assert Slo(tpot_ms=1.0).met(record)
+    assert summarize([record], duration=1.0, slo=Slo(tpot_ms=1.0))["goodput"] == 1.0
+
+
+def test_requests_still_queued_when_a_timed_run_stops_count_as_incomplete() -> None:
+    """20 req/s for 0.5 s behind a cap of one, answers of 2 s: one in flight, the rest queued."""
+    with FakeEngine(chunks=2, ttft=2.0) as engine:
+        result = run_load(engine.base_url, "fake", SHORT,
+                          LoadSpec(mode="rate", rate=20.0, concurrency=1, max_requests=100, max_seconds=0.5,
+                                   drain_seconds=0.1, warmup_requests=0))
+    summary = result.summary
+    assert len(result.records) == 10 and engine.requests == 1
+    assert summary["completed"] + summary["failed"] + summary["incomplete"] == 10
+    assert summary["incomplete"] == 10 and summary["error_kinds"] == {"incomplete": 10}
+    assert sum(1 for r in result.records if "never sent" in (r.error or "")) == 9
+    assert summary["schedule_kept"] is False
+
+
+def test_cancelled_requests_do_not_stretch_the_duration() -> None:
+    """A 0.3 s run whose only request is cut 0.5 s after the deadline lasted 0.3 s."""
+    with FakeEngine(chunks=2, ttft=3.0) as engine:
+        result = run_load(engine.base_url, "fake", SHORT,
+                          LoadSpec(max_requests=5, max_seconds=0.3, drain_seconds=0.5, warmup_requests=0))
+    assert result.summary["incomplete"] == 1
+    assert result.summary["duration_s"] == pytest.approx(0.3, abs=0.05)
+
+
+@pytest.mark.parametrize("event", [
+    {"object": "error", "message": "prompt too long", "type": "BadRequestError", "param": None, "code": 400},
+    {"message": "engine died", "type": "InternalServerError", "code": 500},
+], ids=["object-error", "message-type-code"])
+def test_a_flat_error_event_inside_a_200_stream_is_a_failure(event: dict) -> None:
+    with FakeEngine(chunks=2, error_event=event) as engine:
+        result = run_load(engine.base_url, "fake", SHORT, LoadSpec(max_requests=1, warmup_requests=0))
+    record = result.records[0]
+    assert not record.success and record.error_kind == "stream_error", (record.error_kind, record.error)
+    assert event["message"] in (record.error or "")
+
+
+def test_a_non_streamed_answer_has_its_own_error_kind() -> None:
+    with FakeEngine(answer="json") as engine:
+        result = run_load(engine.base_url, "fake", SHORT, LoadSpec(max_requests=1, warmup_requests=0))
+    record = result.records[0]
+    assert record.error_kind == "not_streamed" and "ignored `stream: true`" in (record.error or "")
+    assert result.summary["error_kinds"] == {"not_streamed": 1} and result.summary["incomplete"] == 0
+
+
+def test_connections_are_reused_across_requests() -> None:
+    """A stream left unread after [DONE] closes its connection: a new TCP connection per request
+    cost a quarter of the engine's capacity. One stream, eight requests: one connection."""
+    with FakeEngine(chunks=4) as engine:
+        result = run_load(engine.base_url, "fake", SHORT, LoadSpec(max_requests=8, warmup_requests=0))
+    assert result.summary["completed"] == 8
+    assert len(engine.peers) == 1, f"{len(engine.peers)} connections for 8 requests at concurrency 1"
+
+
+def test_events_cut_across_reads_or_sharing_one_are_all_counted() -> None:
+    with FakeEngine(chunks=6, itl=0.005, split=True) as engine:
+        result = run_load(engine.base_url, "fake", SHORT, LoadSpec(max_requests=3, warmup_requests=0))
+    assert result.summary["completed"] == 3
+    for record in result.records:
+        assert record.chunks == 6 and record.output_tokens == 6 and len(record.itl) == 5
+        assert not record.tokens_estimated
