@@ -40,7 +40,8 @@ def build_endpoint(name: str, kind: str, host: str, port: int, environment: Mapp
         command = [str(part) for part in (spec.get("command") or [])]
         api_key = keys[0] if keys else (command[command.index("--api-key") + 1] if "--api-key" in command else None)
         return Endpoint(name, kind, f"{base}/v1", api_key=api_key, model=model,
-                        extra={"engine": labels.get("swarm.engine", "vllm" if kind == "llm" else "")})
+                        extra={"engine": labels.get("swarm.engine", "vllm" if kind == "llm" else ""),
+                               **({"dtype": labels["swarm.dtype"]} if labels.get("swarm.dtype") else {})})
     return Endpoint(name, kind, base)
 
 

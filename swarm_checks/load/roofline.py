@@ -1,6 +1,6 @@
 """The physical limit of single-stream decoding: every token reads all the weights once, so
 time per token >= weight bytes / memory bandwidth. Achieved throughput is reported as a fraction
-of that bound (DESIGN.md section 5: Phi-3.5-mini in bf16 on an H100 SXM is at most ~440 tokens/s).
+of that bound (Phi-3.5-mini in bf16 on an H100 SXM at 3.35 TB/s: at most ~440 tokens/s).
 
 The GPU is the engine's, not the machine's running pytest: the caller asks nvidia-smi on the
 engine's side (in its container or pod) and passes what it printed to `parse_nvidia_smi`; the
