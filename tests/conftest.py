@@ -6,6 +6,11 @@ from pathlib import Path
 
 import pytest
 
+# The live parts (vLLM's CPU engine, Redis, the proxy) are fixtures of this level, not of each
+# folder: a session fixture defined in two conftests is two fixtures, and two engines of 3 GiB
+# each would share the machine's two cores for the whole session.
+from tests.live_parts import llm, redis_container, start_proxy  # noqa: F401,E402 - fixtures
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_DIR = REPO / "compose"
 CHART_DIR = REPO / "helm"

@@ -37,6 +37,7 @@ def mark_live(items: list[pytest.Item], folder: str, what: str) -> None:
 
 @pytest.fixture(scope="session")
 def llm() -> Iterator[Container]:
+    """vLLM's CPU engine of the image set, one per test session (worker), serving MODEL."""
     container = start_llm(MODEL)
     try:
         yield container

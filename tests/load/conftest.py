@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.live_parts import llm, mark_live, start_proxy  # noqa: F401 - fixtures
+from tests.live_parts import mark_live
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.live_parts import llm, mark_live, redis_container, start_proxy  # noqa: F401 - fixtures
+from tests.live_parts import mark_live
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
