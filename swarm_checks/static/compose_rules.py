@@ -322,7 +322,7 @@ def _env(service: Mapping[str, Any]) -> Mapping[str, str]:
 
 
 def check_upstream_requirements(assets: ComposeAssets) -> Iterator[Violation]:
-    """Facts the upstream projects require (DESIGN.md section 4)."""
+    """Facts the upstream projects require (Langfuse v3, ClickHouse, Redis, PostgreSQL), from their own docs."""
     services = assets.services
     redis = services.get("redis")
     if redis and "noeviction" not in [str(p) for p in redis.get("command") or []]:
