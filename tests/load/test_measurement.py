@@ -89,10 +89,12 @@ def test_a_one_token_answer_meets_a_tpot_goal() -> None:
 
 
 def test_requests_still_queued_when_a_timed_run_stops_count_as_incomplete() -> None:
-    """20 req/s for 0.5 s behind a cap of one, answers of 2 s: one in flight, the rest queued."""
+    """20 req/s for 0.475 s behind a cap of one, answers of 2 s: one in flight, the rest queued.
+    The deadline falls between two sends (0.45 and 0.5 s): at exactly 0.5 s, the sum of ten 0.05 s
+    gaps lands on either side of it by rounding, and an eleventh request appears or not."""
     with FakeEngine(chunks=2, ttft=2.0) as engine:
         result = run_load(engine.base_url, "fake", SHORT,
-                          LoadSpec(mode="rate", rate=20.0, concurrency=1, max_requests=100, max_seconds=0.5,
+                          LoadSpec(mode="rate", rate=20.0, concurrency=1, max_requests=100, max_seconds=0.475,
                                    drain_seconds=0.1, warmup_requests=0))
     summary = result.summary
     assert len(result.records) == 10 and engine.requests == 1
