@@ -76,7 +76,8 @@ def test_e2el_ends_at_the_last_token_and_the_stream_end_is_kept_apart() -> None:
         assert record.success and record.ttft is not None
         assert record.e2el == pytest.approx(record.ttft + sum(record.itl), abs=1e-6)
         assert record.stream_end - record.start >= record.e2el + 0.09
-        assert record.tpot is not None and record.tpot < 0.015, f"TPOT {record.tpot * 1e3:.1f} ms for 10 ms gaps"
+        # 10 ms gaps; the pause counted in would make it 35 ms. 25 ms leaves room for late sleeps on a busy host.
+        assert record.tpot is not None and record.tpot < 0.025, f"TPOT {record.tpot * 1e3:.1f} ms for 10 ms gaps"
     saved = result.document["requests"][0]
     assert saved["stream_end"] - saved["start"] >= saved["e2el"] + 0.09
 
