@@ -9,8 +9,7 @@ from typing import Callable
 
 import pytest
 
-from swarm_checks.catalog import Catalog, Service
-from swarm_checks.targets.base import Endpoint
+from swarm_checks import Catalog, Endpoint, Service
 
 
 @pytest.fixture

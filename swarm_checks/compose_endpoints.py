@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from swarm_checks.targets.base import Endpoint
+from swarm_checks.endpoint import Endpoint
 
 
 def build_endpoint(name: str, kind: str, host: str, port: int, environment: Mapping[str, str],

@@ -4,30 +4,22 @@ swarm_settings   the resolved options (SwarmSettings)
 swarm_target     the target, stood up for the session and torn down after it
 swarm_catalog    the services of the deployment (Catalog)
 swarm_endpoint   a function: service name -> Endpoint (skips when the service is not deployed)
+swarm_probes     service kind -> readiness probe (extend it to cover a new kind of service)
 swarm_load       runs loads (swarm_checks.load) and puts their tables and charts into the report
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import pytest
 
 from swarm_checks.catalog import Catalog
 from swarm_checks.errors import SwarmError, fail
 from swarm_checks.options import SwarmSettings
-from swarm_checks.session import SwarmRun
-from swarm_checks.targets.base import Endpoint, Target
-
-SWARM_RUN = pytest.StashKey[SwarmRun]()
-# Services a test used (through swarm_endpoint): their logs go into its report when it fails.
-USED_SERVICES = pytest.StashKey[set]()
-# The load recorder of a test that used swarm_load (its runs go into the report).
-LOAD_RECORDER = pytest.StashKey[object]()
-
-
-def swarm_run(config: pytest.Config) -> SwarmRun:
-    return config.stash[SWARM_RUN]
-
+from swarm_checks.probes import Probe, default_probes
+from swarm_checks.stash import LOAD_RECORDER, USED_SERVICES, swarm_run
+from swarm_checks.endpoint import Endpoint
+from swarm_checks.targets.base import Target
 
 @pytest.fixture(scope="session")
 def swarm_settings(pytestconfig: pytest.Config) -> SwarmSettings:
@@ -61,6 +53,17 @@ def swarm_target(request: pytest.FixtureRequest) -> Iterator[Target]:
 
 
 @pytest.fixture(scope="session")
+def swarm_probes() -> Mapping[str, Probe]:
+    """Service kind -> its probe (`Endpoint -> str`, raising while the service is not ready).
+
+    Override it in a conftest.py to cover a kind the package does not know, e.g.
+    `return {**default_probes(), "my-kind": probe_my_kind}`; the target waits on the same
+    mapping, so the new kind gates readiness too.
+    """
+    return default_probes()
+
+
+@pytest.fixture(scope="session")
 def swarm_catalog(pytestconfig: pytest.Config) -> Catalog:
     """The services the deployment defines and which of them are deployed."""
     try:
@@ -91,7 +94,7 @@ def swarm_endpoint(swarm_target: Target, request: pytest.FixtureRequest) -> Call
 def swarm_load(swarm_target: Target, request: pytest.FixtureRequest):  # -> LoadRecorder
     """Run loads from a test: `swarm_load.run(endpoint, Workload(...), LoadSpec(...), "label")`.
     Results go to <log dir>/load/*.json and into the test's HTML report entry."""
-    from swarm_checks.load.recording import LoadRecorder
+    from swarm_checks.load_recording import LoadRecorder
 
     run = swarm_run(request.config)
     recorder = LoadRecorder(request.node, run.context.log_dir / "load", swarm_target.has_gpu())

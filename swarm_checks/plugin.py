@@ -11,8 +11,8 @@ import pytest
 
 from swarm_checks import markers, options, report, targets
 from swarm_checks.errors import SwarmError, fail
-from swarm_checks.fixtures import (LOAD_RECORDER, SWARM_RUN, swarm_catalog, swarm_endpoint, swarm_load, swarm_run, swarm_settings,
-                                   swarm_target)
+from swarm_checks.fixtures import swarm_catalog, swarm_endpoint, swarm_load, swarm_settings, swarm_target
+from swarm_checks.stash import LOAD_RECORDER, SWARM_RUN, swarm_run
 from swarm_checks.session import SwarmRun
 from swarm_checks.shared_state import RunContext, SharedState
 
@@ -110,7 +110,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if rep.failed:
         report.attach_logs(item, rep, swarm_run(item.config))
     if rep.when == "call" and LOAD_RECORDER in item.stash:
-        from swarm_checks.load.recording import attach
+        from swarm_checks.load_recording import attach
 
         attach(item, rep)
     return rep

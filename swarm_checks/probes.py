@@ -15,22 +15,11 @@ from typing import Any, Callable
 
 import httpx
 
-from swarm_checks.targets.base import Endpoint
+from swarm_checks.endpoint import Endpoint
 from swarm_checks.waiting import GiveUp
 
 Probe = Callable[[Endpoint], str]
 TIMEOUT = httpx.Timeout(5.0)
-
-
-def root_url(endpoint: Endpoint) -> str:
-    """The service's base URL without an OpenAI-style /v1 suffix."""
-    url = endpoint.url.rstrip("/")
-    return url[: -len("/v1")] if url.endswith("/v1") else url
-
-
-def openai_base_url(endpoint: Endpoint) -> str:
-    """The base URL an OpenAI client takes: the root with /v1."""
-    return root_url(endpoint) + "/v1"
 
 
 def _get(url: str, *, headers: dict[str, str] | None = None, auth: tuple[str, str] | None = None) -> httpx.Response:
@@ -77,7 +66,7 @@ def probe_postgres(endpoint: Endpoint) -> str:
 
 def probe_clickhouse(endpoint: Endpoint) -> str:
     """/ping, then a query through clickhouse-connect."""
-    _get(f"{root_url(endpoint)}/ping")
+    _get(f"{endpoint.root_url}/ping")
     import clickhouse_connect
 
     client = clickhouse_connect.get_client(
@@ -93,11 +82,11 @@ def probe_clickhouse(endpoint: Endpoint) -> str:
 
 def probe_qdrant(endpoint: Endpoint) -> str:
     """/readyz, then the collections through qdrant-client."""
-    _get(f"{root_url(endpoint)}/readyz")
+    _get(f"{endpoint.root_url}/readyz")
     from qdrant_client import QdrantClient
 
-    client = QdrantClient(url=root_url(endpoint), api_key=endpoint.api_key, timeout=5,
-                          https=root_url(endpoint).startswith("https"))
+    client = QdrantClient(url=endpoint.root_url, api_key=endpoint.api_key, timeout=5,
+                          https=endpoint.root_url.startswith("https"))
     try:
         collections = client.get_collections().collections
     finally:
@@ -107,26 +96,26 @@ def probe_qdrant(endpoint: Endpoint) -> str:
 
 def probe_minio(endpoint: Endpoint) -> str:
     """/minio/health/live (liveness) and /minio/health/ready (quorum)."""
-    _get(f"{root_url(endpoint)}/minio/health/live")
-    _get(f"{root_url(endpoint)}/minio/health/ready")
+    _get(f"{endpoint.root_url}/minio/health/live")
+    _get(f"{endpoint.root_url}/minio/health/ready")
     return "live and ready"
 
 
 def probe_langfuse_web(endpoint: Endpoint) -> str:
     """/api/public/health (the app) and /api/public/ready (its databases)."""
-    health = _get(f"{root_url(endpoint)}/api/public/health").json()
-    _get(f"{root_url(endpoint)}/api/public/ready")
+    health = _get(f"{endpoint.root_url}/api/public/health").json()
+    _get(f"{endpoint.root_url}/api/public/ready")
     return f"Langfuse {health.get('version', '?')} ready"
 
 
 def probe_langfuse_worker(endpoint: Endpoint) -> str:
-    _get(f"{root_url(endpoint)}/api/health")
+    _get(f"{endpoint.root_url}/api/health")
     return "worker healthy"
 
 
 def served_models(endpoint: Endpoint) -> list[str]:
     """The model ids of an OpenAI-compatible /v1/models."""
-    data = _get(f"{openai_base_url(endpoint)}/models", headers=_bearer(endpoint)).json()
+    data = _get(f"{endpoint.openai_base_url}/models", headers=_bearer(endpoint)).json()
     return [str(item.get("id")) for item in data.get("data", [])]
 
 
@@ -135,21 +124,21 @@ def probe_llm(endpoint: Endpoint) -> str:
     engine (an endpoints file may name one): /v1/models."""
     engine = endpoint.extra.get("engine", "vllm")
     if engine == "vllm":
-        _get(f"{root_url(endpoint)}/health", headers=_bearer(endpoint))
+        _get(f"{endpoint.root_url}/health", headers=_bearer(endpoint))
     models = served_models(endpoint)
     if endpoint.model and endpoint.model not in models:
         raise GiveUp(f"the engine serves {models or 'no model'}, not the configured model {endpoint.model!r}")
     detail = f"serves {', '.join(models)}"
     if engine == "vllm":
-        version = _get(f"{root_url(endpoint)}/version").json().get("version", "?")
+        version = _get(f"{endpoint.root_url}/version").json().get("version", "?")
         detail += f" (vLLM {version})"
     return detail
 
 
 def probe_proxy(endpoint: Endpoint) -> str:
     """The gateway's liveness, its readiness (upstreams reachable) and an authenticated /v1/models."""
-    _get(f"{root_url(endpoint)}/health")
-    _get(f"{root_url(endpoint)}/ready")
+    _get(f"{endpoint.root_url}/health")
+    _get(f"{endpoint.root_url}/ready")
     models = served_models(endpoint)
     if not models:
         raise RuntimeError("the proxy lists no model yet")
@@ -158,7 +147,7 @@ def probe_proxy(endpoint: Endpoint) -> str:
 
 def ray_alive_nodes(endpoint: Endpoint) -> list[dict[str, Any]]:
     """Alive nodes from the dashboard's state API (GET /api/v0/nodes)."""
-    body = _get(f"{root_url(endpoint)}/api/v0/nodes", headers={"Accept": "application/json"}).json()
+    body = _get(f"{endpoint.root_url}/api/v0/nodes", headers={"Accept": "application/json"}).json()
     result = body.get("data", {}).get("result", {})
     nodes = result.get("result", result) if isinstance(result, dict) else result
     return [node for node in nodes if node.get("state") == "ALIVE"]
@@ -166,8 +155,8 @@ def ray_alive_nodes(endpoint: Endpoint) -> list[dict[str, Any]]:
 
 def probe_ray_head(endpoint: Endpoint) -> str:
     """Dashboard /api/version and /api/gcs_healthz, then the expected number of alive nodes."""
-    version = _get(f"{root_url(endpoint)}/api/version").json().get("ray_version", "?")
-    _get(f"{root_url(endpoint)}/api/gcs_healthz")
+    version = _get(f"{endpoint.root_url}/api/version").json().get("ray_version", "?")
+    _get(f"{endpoint.root_url}/api/gcs_healthz")
     expected = int(endpoint.extra.get("expected_nodes", "1"))
     alive = len(ray_alive_nodes(endpoint))
     if alive < expected:
@@ -176,13 +165,13 @@ def probe_ray_head(endpoint: Endpoint) -> str:
 
 
 def probe_open_webui(endpoint: Endpoint) -> str:
-    _get(f"{root_url(endpoint)}/health")
+    _get(f"{endpoint.root_url}/health")
     return "healthy"
 
 
 def probe_langflow(endpoint: Endpoint) -> str:
     """/health_check: unlike /health it reports the database, so it means the app is ready."""
-    _get(f"{root_url(endpoint)}/health_check")
+    _get(f"{endpoint.root_url}/health_check")
     return "healthy"
 
 
@@ -200,3 +189,8 @@ PROBES: dict[str, Probe] = {
     "open-webui": probe_open_webui,
     "langflow": probe_langflow,
 }
+
+
+def default_probes() -> dict[str, Probe]:
+    """A fresh copy of the built-in table, for the `swarm_probes` fixture to extend."""
+    return dict(PROBES)

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import pytest
 
 from swarm_checks.errors import SwarmError
-from swarm_checks.fixtures import USED_SERVICES
+from swarm_checks.stash import USED_SERVICES
 from swarm_checks.session import SwarmRun
 from swarm_checks.targets.base import LOG_TAIL
 

@@ -5,9 +5,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from swarm_checks.errors import TargetCapabilityError
+from swarm_checks import Endpoint, Target, TargetCapabilityError
 from swarm_checks.load import roofline
-from swarm_checks.targets.base import Endpoint, Target
 
 QUERY = ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"]
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from swarm_checks.load import LoadSpec, Workload, roofline
-from swarm_checks.load import server_metrics
-from swarm_checks.probes import root_url
-from swarm_checks.targets.base import Endpoint
+from swarm_checks.load import LoadSpec, Workload, roofline, server_metrics
+from swarm_checks import Endpoint
 
 WORKLOAD = Workload(input_words=128, output_tokens=128, ignore_eos=True, seed=3)
 
@@ -34,7 +32,7 @@ def test_throughput_and_latency_meet_the_thresholds(primary_llm: Endpoint, swarm
 def test_the_kv_cache_usage_metric_is_exposed(primary_llm: Endpoint) -> None:
     """vLLM's KV-cache gauge, which capacity planning reads (the GPU and the CPU build both export it)."""
     engine = primary_llm.extra.get("engine", "unknown")
-    values = server_metrics.scrape(root_url(primary_llm) + "/metrics")
+    values = server_metrics.scrape(primary_llm.root_url + "/metrics")
     assert values is not None, f"{primary_llm.service} (engine {engine}) exposes no Prometheus /metrics"
     assert server_metrics.first(values, server_metrics.KV_CACHE), (
         f"{primary_llm.service} (engine {engine}) exposes none of {server_metrics.KV_CACHE}")

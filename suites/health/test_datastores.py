@@ -8,8 +8,7 @@ from typing import Callable
 import httpx
 import pytest
 
-from swarm_checks.probes import root_url
-from swarm_checks.targets.base import Endpoint
+from swarm_checks import Endpoint
 
 EndpointOfKind = Callable[[str], Endpoint]
 
@@ -93,7 +92,7 @@ def test_qdrant_creates_upserts_searches_and_deletes(endpoint_of_kind: EndpointO
     from qdrant_client import QdrantClient, models
 
     endpoint = endpoint_of_kind("qdrant")
-    client = QdrantClient(url=root_url(endpoint), api_key=endpoint.api_key, timeout=30,
+    client = QdrantClient(url=endpoint.root_url, api_key=endpoint.api_key, timeout=30,
                           https=endpoint.url.startswith("https"))
     collection = _name("swarm_check")
     try:
@@ -122,7 +121,7 @@ def test_minio_has_the_langfuse_bucket(endpoint_of_kind: EndpointOfKind) -> None
 
 def test_langfuse_is_ready_and_accepts_the_init_keys(endpoint_of_kind: EndpointOfKind) -> None:
     endpoint = endpoint_of_kind("langfuse-web")
-    base = root_url(endpoint)
+    base = endpoint.root_url
     assert httpx.get(f"{base}/api/public/ready", timeout=10).status_code == 200
     response = httpx.get(f"{base}/api/public/projects", auth=(endpoint.username or "", endpoint.api_key or ""), timeout=10)
     assert response.status_code == 200, f"the headless-init keys were refused: HTTP {response.status_code}"

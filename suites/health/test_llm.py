@@ -8,14 +8,13 @@ import openai
 import pytest
 from openai import OpenAI
 
-from swarm_checks import probes
-from swarm_checks.targets.base import Endpoint
+from swarm_checks import Endpoint
 
 COUNTING = [{"role": "user", "content": "Count from 1 to 200, separated by spaces."}]
 
 
 def _client(endpoint: Endpoint, api_key: str | None = None) -> OpenAI:
-    return OpenAI(base_url=probes.openai_base_url(endpoint), api_key=api_key or endpoint.api_key or "not-needed",
+    return OpenAI(base_url=endpoint.openai_base_url, api_key=api_key or endpoint.api_key or "not-needed",
                   timeout=120, max_retries=0)
 
 

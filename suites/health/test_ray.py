@@ -11,9 +11,7 @@ from typing import Callable
 
 import httpx
 
-from swarm_checks import probes
-from swarm_checks.catalog import Catalog
-from swarm_checks.targets.base import Endpoint
+from swarm_checks import Catalog, Endpoint, ray_alive_nodes
 
 JOB_TIMEOUT = 120.0
 TASK_PER_WORKER = '''
@@ -59,7 +57,7 @@ def _run_job(base: str, script: str) -> dict:
 
 def test_ray_runs_a_task_on_every_worker(swarm_catalog: Catalog, endpoint_of_kind: Callable[[str], Endpoint]) -> None:
     head = endpoint_of_kind("ray-head")
-    result = _run_job(probes.root_url(head), TASK_PER_WORKER)
+    result = _run_job(head.root_url, TASK_PER_WORKER)
     assert result["workers"], "the cluster has no worker node: every task would run on the head"
     ran_on = sorted(item["node"] for item in result["ran"])
     assert ran_on == result["workers"], "a task did not run on the worker it was pinned to"
@@ -71,5 +69,5 @@ def test_ray_reports_the_expected_workers(swarm_catalog: Catalog, endpoint_of_ki
     workers = swarm_catalog.of_kind("ray-worker")
     heads = swarm_catalog.of_kind("ray-head")
     expected = int(heads[0].labels.get("swarm.ray-workers", "0")) if workers else 0
-    alive = probes.ray_alive_nodes(head)
+    alive = ray_alive_nodes(head)
     assert len(alive) - 1 == expected, f"{len(alive) - 1} alive worker(s), the stack asks for {expected} (RAY_WORKERS)"

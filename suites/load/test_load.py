@@ -8,11 +8,8 @@ from typing import Callable
 
 import pytest
 
-from swarm_checks.load import LoadSpec, Workload, thresholds
-from swarm_checks.load.metrics import Slo
-from swarm_checks.load.runner import alternate
-from swarm_checks.probes import openai_base_url
-from swarm_checks.targets.base import Endpoint
+from swarm_checks.load import LoadSpec, Slo, Workload, alternate, thresholds
+from swarm_checks import Endpoint
 
 SHORT = Workload(input_words=8, output_tokens=32, seed=1)
 
@@ -63,7 +60,7 @@ def test_proxy_adds_little_latency_and_does_not_buffer(primary_llm: Endpoint,
     long ones for the gaps between chunks."""
     proxy = endpoint_of_kind("proxy")
     limits = swarm_load.thresholds(primary_llm.model or "").get("proxy") or {"max_ttft_added_ms": 5, "max_itl_shrink_ms": 0.5}
-    paths = {"direct": (openai_base_url(primary_llm), primary_llm.api_key), "proxy": (openai_base_url(proxy), proxy.api_key)}
+    paths = {"direct": (primary_llm.openai_base_url, primary_llm.api_key), "proxy": (proxy.openai_base_url, proxy.api_key)}
     model = primary_llm.model or ""
     first = alternate(paths, model, Workload(input_words=8, output_tokens=2, seed=5), pairs=96)
     gaps = alternate(paths, model, Workload(input_words=8, output_tokens=48, seed=6), pairs=12)

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from swarm_checks.errors import SwarmError
-from swarm_checks.fixtures import swarm_run
+from swarm_checks import SwarmError, deployment_catalog
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "service_name" not in metafunc.fixturenames:
         return
     try:
-        names = sorted(swarm_run(metafunc.config).catalog().services)
+        names = sorted(deployment_catalog(metafunc.config).services)
     except (SwarmError, pytest.UsageError) as error:
         raise pytest.UsageError(f"swarm: cannot read the services of the deployment: {error}") from None
     metafunc.parametrize("service_name", names)

@@ -5,18 +5,18 @@ is one call through the service's official client or documented health endpoint.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import pytest
 from openai import OpenAI
 
-from swarm_checks import probes
-from swarm_checks.catalog import Catalog
-from swarm_checks.targets.base import Endpoint
+from swarm_checks import Catalog, Endpoint, Probe, ray_alive_nodes
 
 
-def test_service_answers_its_probe(service_name: str, swarm_catalog: Catalog,
-                                   swarm_endpoint: Callable[[str], Endpoint]) -> None:
+def test_service_answers_its_probe(service_name: str, swarm_catalog: Catalog, swarm_endpoint: Callable[[str], Endpoint],
+                                   swarm_probes: Mapping[str, Probe], record_property: Callable[[str, object], None]) -> None:
+    """The probe raises when the service does not answer as its kind should; what it saw goes
+    into the report as the test's `probe` property."""
     service = swarm_catalog.services[service_name]
     if service_name not in swarm_catalog.active:
         pytest.skip(f"service {service_name!r} is not deployed: {swarm_catalog.how_to_enable(service_name)}")
@@ -24,17 +24,17 @@ def test_service_answers_its_probe(service_name: str, swarm_catalog: Catalog,
         # Workers publish no port: they are counted through the head's state API.
         heads = swarm_catalog.of_kind("ray-head")
         assert heads, "ray-worker is deployed without a ray-head"
-        alive = probes.ray_alive_nodes(swarm_endpoint(heads[0].name))
+        alive = ray_alive_nodes(swarm_endpoint(heads[0].name))
         assert len(alive) >= 2, f"only {len(alive)} alive Ray node(s): no worker joined the head"
         return
-    probe = probes.PROBES.get(service.kind)
-    assert probe is not None, f"no probe for kind {service.kind!r} (service {service_name}); add one to swarm_checks/probes.py"
-    detail = probe(swarm_endpoint(service_name))
-    assert detail
+    probe = swarm_probes.get(service.kind)
+    assert probe is not None, (f"no probe for kind {service.kind!r} (service {service_name}): add one by overriding "
+                               "the swarm_probes fixture in a conftest.py (README, Plugin reference)")
+    record_property("probe", probe(swarm_endpoint(service_name)))
 
 
 def test_primary_llm_answers_a_chat_completion(primary_llm: Endpoint) -> None:
-    client = OpenAI(base_url=probes.openai_base_url(primary_llm), api_key=primary_llm.api_key or "not-needed",
+    client = OpenAI(base_url=primary_llm.openai_base_url, api_key=primary_llm.api_key or "not-needed",
                     timeout=120, max_retries=0)
     completion = client.chat.completions.create(
         model=primary_llm.model or "",

@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from swarm_checks.errors import SwarmError, fail
-from swarm_checks.options import SwarmSettings
-from swarm_checks.static import compose_rules
+from swarm_checks import SwarmError, SwarmSettings, fail, static
+from swarm_checks.static import compose_rules, helm_rules
 
 # The matrix is the specification of the stack; it lives beside the suites, not in the assets.
 MATRIX_FILE = Path(__file__).resolve().parents[2] / "fixtures" / "service_matrix.yaml"
@@ -29,14 +28,12 @@ def compose_assets(swarm_settings: SwarmSettings, service_matrix: dict[str, Any]
 
 
 @pytest.fixture(scope="session")
-def chart_renders(swarm_settings: SwarmSettings) -> dict[str, "helm_rules.ChartRender"]:
+def chart_renders(swarm_settings: SwarmSettings) -> dict[str, helm_rules.ChartRender]:
     """The chart rendered once per variant: defaults, each flag flipped, everything on."""
-    from swarm_checks import helm_render
-    from swarm_checks.static import helm_rules
 
     chart = swarm_settings.chart
     try:
-        defaults = helm_render.default_values(chart)
+        defaults = static.chart_default_values(chart)
         return {
             name: helm_rules.render_variant(chart, name, overrides)
             for name, overrides in helm_rules.variants(defaults).items()

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from swarm_checks import compose_cli
-from swarm_checks.errors import SwarmError, fail
+from swarm_checks import SwarmError, fail, static
 from swarm_checks.static import Violation, compose_rules, fail_on
 
 _MATRIX = yaml.safe_load((Path(__file__).resolve().parents[2] / "fixtures" / "service_matrix.yaml").read_text())
@@ -21,7 +20,7 @@ def test_profile_combination_renders_with_matrix_services(
 ) -> None:
     """Every profile combination renders, and deploys exactly the matrix's services for it."""
     try:
-        rendered = compose_cli.render_config(compose_assets.compose_file, [compose_assets.env_example], profiles)
+        rendered = static.render_compose_config(compose_assets.compose_file, [compose_assets.env_example], profiles)
     except SwarmError as error:
         fail(f"profiles {'+'.join(profiles)}: rule 'renders': {error}")
     expected = compose_rules.expected_services(compose_assets.matrix, profiles)

@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from swarm_checks import helm_render
-from swarm_checks.catalog import Catalog
-from swarm_checks.options import SwarmSettings
+from swarm_checks import Catalog, SwarmSettings, static
 from swarm_checks.static import Violation, fail_on, helm_rules, helm_vllm_rules
 
 _MATRIX = yaml.safe_load((Path(__file__).resolve().parents[2] / "fixtures" / "service_matrix.yaml").read_text())
@@ -23,12 +21,12 @@ LINTED = ("defaults", "everything-on", 'vllm.phi.device="cpu"')
 def test_chart_lints_clean(swarm_settings: SwarmSettings) -> None:
     """`helm lint --strict` finds no warning or error, with defaults, with everything on and in CPU mode."""
     chart = swarm_settings.chart
-    defaults = helm_render.default_values(chart)
+    defaults = static.chart_default_values(chart)
     findings = []
     variants = helm_rules.variants(defaults)
     for name in LINTED:
         overrides = variants[name]
-        findings += [Violation(f"chart [{name}]", "lint", line) for line in helm_render.lint(chart, overrides, helm_rules.KUBERNETES_VERSION)]
+        findings += [Violation(f"chart [{name}]", "lint", line) for line in static.lint_chart(chart, overrides, helm_rules.KUBERNETES_VERSION)]
     fail_on(findings)
 
 

@@ -1,47 +1,14 @@
 """Static checks of the deployment assets: rules that need no container engine and no cluster.
 
 Each rule returns `Violation`s naming the object and the rule, so that a failing check says
-exactly what to fix. The suites in `suites/static` only run these rules and report.
+exactly what to fix. The suites in `suites/static` only run these rules and report; this module
+is their public API (rules, the renderers they read, `fail_on`).
 """
-from __future__ import annotations
+from swarm_checks.compose_cli import render_config as render_compose_config
+from swarm_checks.helm_render import default_values as chart_default_values
+from swarm_checks.helm_render import lint as lint_chart
+from swarm_checks.static import compose_rules, helm_rules, helm_vllm_rules
+from swarm_checks.static.rule import Rule, Violation, fail_on, is_pinned
 
-from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, TypeVar
-
-import pytest
-
-Assets = TypeVar("Assets")
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One broken rule on one object."""
-
-    obj: str
-    rule: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.obj}: rule '{self.rule}': {self.detail}"
-
-
-@dataclass(frozen=True)
-class Rule(Generic[Assets]):
-    """A named check over a set of assets."""
-
-    name: str
-    doc: str
-    check: Callable[[Assets], Iterable[Violation]]
-
-
-def is_pinned(image: str) -> bool:
-    """An image reference with an explicit tag other than `latest`, or a digest."""
-    last = image.rsplit("/", 1)[-1]
-    return "@sha256:" in image or (":" in last and not last.endswith(":latest"))
-
-
-def fail_on(violations: Iterable[Violation]) -> None:
-    """Fail the calling test with one line per violation and no Python traceback."""
-    found = sorted(set(violations), key=str)
-    if found:
-        pytest.fail(f"{len(found)} violation(s):\n" + "\n".join(f"  {v}" for v in found), pytrace=False)
+__all__ = ["Rule", "Violation", "chart_default_values", "compose_rules", "fail_on", "helm_rules", "helm_vllm_rules",
+           "is_pinned", "lint_chart", "render_compose_config"]

@@ -16,7 +16,7 @@ import yaml
 
 from swarm_checks import compose_cli
 from swarm_checks.catalog import ALL_PROFILES
-from swarm_checks.static import Rule, Violation, is_pinned
+from swarm_checks.static.rule import Rule, Violation, is_pinned
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 _SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|_KEYS?$|^SALT$|ENCRYPTION_KEY|AUTH$)", re.IGNORECASE)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from swarm_checks import helm_render
-from swarm_checks.static import Rule, Violation, is_pinned
+from swarm_checks.static.rule import Rule, Violation, is_pinned
 
 KUBERNETES_VERSION = "1.30.0"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator, Mapping
 
-from swarm_checks.static import Rule, Violation
+from swarm_checks.static.rule import Rule, Violation
 from swarm_checks.static.helm_rules import ChartRender, _component, _pods, _v
 
 GPU = "nvidia.com/gpu"

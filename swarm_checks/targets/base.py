@@ -5,36 +5,14 @@ reads logs and runs commands inside services, and tears down what it started.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence, runtime_checkable
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
 
 from swarm_checks.catalog import Catalog
+from swarm_checks.endpoint import Endpoint
 
 # Lines of a service's log that go into a failed test's report (the full log goes to a file).
 LOG_TAIL = 40
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """How to reach one service from the test process. Secrets never show in its repr."""
-
-    service: str
-    kind: str
-    url: str
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    api_key: str | None = field(default=None, repr=False)
-    model: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
-
-    @property
-    def port(self) -> int | None:
-        return urlsplit(self.url).port
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from swarm_checks.options import SwarmSettings
 from swarm_checks.probes import PROBES
 from swarm_checks.redaction import Redactor
 from swarm_checks.shared_state import RunContext, SharedState
-from swarm_checks.targets.base import LOG_TAIL, Endpoint, ExecResult
+from swarm_checks.endpoint import Endpoint
+from swarm_checks.targets.base import LOG_TAIL, ExecResult
 from swarm_checks.waiting import Backoff, GiveUp, WaitTimeout, describe, wait_until
 
 ENGINE_PROFILES = ("gpu", "cpu")

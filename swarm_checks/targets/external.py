@@ -30,7 +30,8 @@ from swarm_checks.catalog import Catalog, Service, load_compose_catalog
 from swarm_checks.errors import SwarmError, SwarmUsageError, TargetCapabilityError
 from swarm_checks.options import SwarmSettings
 from swarm_checks.shared_state import RunContext
-from swarm_checks.targets.base import Endpoint, ExecResult
+from swarm_checks.endpoint import Endpoint
+from swarm_checks.targets.base import ExecResult
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _FIELDS = {"url", "kind", "model", "username", "password", "api_key", "extra"}

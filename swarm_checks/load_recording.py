@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from swarm_checks.fixtures import LOAD_RECORDER
+from swarm_checks.stash import LOAD_RECORDER
 from swarm_checks.load import charts, roofline, thresholds
 from swarm_checks.load.metrics import Slo
 from swarm_checks.load.metrics import summarize
 from swarm_checks.load.runner import SCHEMA, LoadSpec, RunResult, environment, run_load
 from swarm_checks.load.workload import Workload
-from swarm_checks.probes import openai_base_url, root_url
-from swarm_checks.targets.base import Endpoint
+from swarm_checks.endpoint import Endpoint
 
 
 
@@ -47,8 +46,8 @@ class LoadRecorder:
 
     def run(self, endpoint: Endpoint, workload: Workload, spec: LoadSpec, label: str, slo: Slo | None = None,
             with_server_metrics: bool = True) -> RunResult:
-        metrics_url = root_url(endpoint) + "/metrics" if with_server_metrics and endpoint.kind == "llm" else None
-        result = run_load(openai_base_url(endpoint), endpoint.model or "", workload, spec, api_key=endpoint.api_key,
+        metrics_url = endpoint.root_url + "/metrics" if with_server_metrics and endpoint.kind == "llm" else None
+        result = run_load(endpoint.openai_base_url, endpoint.model or "", workload, spec, api_key=endpoint.api_key,
                           metrics_url=metrics_url, slo=slo)
         result.document["endpoint"]["service"] = endpoint.service
         self.runs.append((label, result))
