@@ -7,7 +7,7 @@ engine that is missing); fixtures turn it into a failure without a Python traceb
 """
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import NoReturn, Sequence
 
 import pytest
 
@@ -22,6 +22,15 @@ class SwarmUsageError(pytest.UsageError):
 
 class TargetCapabilityError(SwarmError):
     """The chosen target cannot do this (for example read logs of an external stack)."""
+
+
+class StackError(SwarmError):
+    """The stack did not come up; `services` names those concerned (their logs go in the report)."""
+
+    def __init__(self, message: str, services: "Sequence[str]" = ()) -> None:
+        super().__init__(message)
+        self.services = tuple(services)
+        self.logs: dict[str, str] = {}
 
 
 def fail(message: str) -> NoReturn:

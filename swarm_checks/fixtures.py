@@ -28,28 +28,27 @@ def swarm_settings(pytestconfig: pytest.Config) -> SwarmSettings:
 
 
 @pytest.fixture(scope="session")
-def swarm_target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    """The stack for this session: `up` before the first test that needs it, `down` after the last.
+def swarm_target(request: pytest.FixtureRequest, swarm_settings: SwarmSettings,
+                 swarm_probes: Mapping[str, Probe]) -> Iterator[Target]:
+    """The stack for this session, built from `swarm_settings` and `swarm_probes` (override
+    either in a conftest.py): `up` before the first test that needs it.
 
-    With pytest-xdist every worker attaches to one stack; the controller tears it down. `down`
-    runs in a `finally`, so a failed `up` still removes what it created; --keep-stack and
-    --reuse-stack skip the teardown.
+    With pytest-xdist every worker attaches to one stack. One owner tears it down at the end of
+    the run (the xdist controller, or the only process; see SwarmRun.finish); a failed `up`
+    removes what it created itself; --keep-stack and --reuse-stack skip the teardown.
     """
     run = swarm_run(request.config)
     try:
-        target = run.target()
+        target = run.use(swarm_settings, swarm_probes)
     except (SwarmError, pytest.UsageError) as error:
         fail(str(error))
+    run.guard_sigterm()
     try:
-        try:
-            target.up()
-        except SwarmError as error:
-            run.setup_error = error
-            fail(f"the stack did not come up: {error}")
-        yield target
-    finally:
-        if run.owns_teardown:
-            target.down()
+        target.up()
+    except SwarmError as error:
+        run.setup_error = error
+        fail(f"the stack did not come up: {error}")
+    yield target
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +63,12 @@ def swarm_probes() -> Mapping[str, Probe]:
 
 
 @pytest.fixture(scope="session")
-def swarm_catalog(pytestconfig: pytest.Config) -> Catalog:
-    """The services the deployment defines and which of them are deployed."""
+def swarm_catalog(pytestconfig: pytest.Config, swarm_settings: SwarmSettings,
+                  swarm_probes: Mapping[str, Probe]) -> Catalog:
+    """The services the deployment defines and which of them are deployed (the stack is not
+    stood up for this: it is read from the assets or the endpoints file)."""
     try:
-        return swarm_run(pytestconfig).catalog()
+        return swarm_run(pytestconfig).use(swarm_settings, swarm_probes).catalog()
     except (SwarmError, pytest.UsageError) as error:
         fail(str(error))
 

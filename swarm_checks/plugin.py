@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import uuid
 from pathlib import Path
 from typing import Any, Generator
@@ -11,12 +10,12 @@ import pytest
 
 from swarm_checks import markers, options, report, targets
 from swarm_checks.errors import SwarmError, fail
-from swarm_checks.fixtures import swarm_catalog, swarm_endpoint, swarm_load, swarm_settings, swarm_target
-from swarm_checks.stash import LOAD_RECORDER, SWARM_RUN, swarm_run
+from swarm_checks.fixtures import swarm_catalog, swarm_endpoint, swarm_load, swarm_probes, swarm_settings, swarm_target
+from swarm_checks.stash import LOAD_RECORDER, SUMMARY, SWARM_RUN, swarm_run
 from swarm_checks.session import SwarmRun
-from swarm_checks.shared_state import RunContext, SharedState
+from swarm_checks.shared_state import RunContext
 
-__all__ = ["swarm_catalog", "swarm_endpoint", "swarm_load", "swarm_settings", "swarm_target"]
+__all__ = ["swarm_catalog", "swarm_endpoint", "swarm_load", "swarm_probes", "swarm_settings", "swarm_target"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,10 +50,6 @@ class _XdistHooks:
         node.workerinput["swarm_owner_pid"] = str(run.context.owner_pid)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def pytest_configure(config: pytest.Config) -> None:
     for name, line in markers.MARKERS.items():
         config.addinivalue_line("markers", line)
@@ -64,9 +59,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SWARM_RUN] = run
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "swarm_checks_xdist")
-    if not run.context.is_worker and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        # SIGTERM (CI cancelling a job) unwinds like Ctrl-C, so the stack is still torn down.
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    if config.pluginmanager.hasplugin("html"):
+        from swarm_checks.report_html import HtmlReportHooks
+
+        config.pluginmanager.register(HtmlReportHooks(), "swarm_checks_html")
     if "target" in settings.explicit:
         targets.check_available(settings.target)
         if settings.target == "external":
@@ -116,39 +112,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return rep
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The owner tears down a stack that workers stood up (the xdist controller has no fixture)."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """The xdist controller runs no fixture, so it cannot know when a worker stands a stack up:
+    it guards SIGTERM for the run's test loop (so a cancelled CI job still reaches the teardown
+    below) and gives the default handler back at the end."""
     run = swarm_run(session.config)
-    if run.settings.target != "compose" or run.context.is_worker:
-        return
-    state_file = run.context.state_dir / "stack.json"
-    if not state_file.exists():
-        return
-    state = SharedState(run.context).read()
-    report.write_readiness(run.context.log_dir / "readiness.json", state.get("project", ""), state.get("readiness", {}))
-    if run.owns_teardown:
-        run.target().down()
+    if not run.context.is_worker and session.config.pluginmanager.hasplugin("dsession"):
+        run.guard_sigterm()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run's one owner tears down what the run stood up and records what it was."""
+    run = swarm_run(session.config)
+    summary = run.finish()
+    if summary is not None:
+        session.config.stash[SUMMARY] = summary
+        if summary.readiness:
+            report.write_readiness(run.context.log_dir / "readiness.json", summary)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    run = swarm_run(config)
-    if run.settings.target != "compose" or run.context.is_worker:
-        return
-    state = SharedState(run.context).read()
-    if not state:
+    summary = config.stash.get(SUMMARY, None)
+    if summary is None:
         return
     terminalreporter.section("swarm: stack")
-    project = state.get("project", "?")
-    terminalreporter.write_line(f"project {project}: {state.get('status', '?')}")
-    lines = report.readiness_lines(state.get("readiness", {}))
-    if lines:
-        terminalreporter.write_line("time from `docker compose up` to ready, per service:")
-        for line in lines:
-            terminalreporter.write_line(line)
-    if state.get("status") == "failed":
-        terminalreporter.write_line(f"setup failed: {state.get('error', '')}")
-    terminalreporter.write_line(f"service logs: {run.context.log_dir / project}")
-    if run.settings.keep_stack:
-        terminalreporter.write_line(f"stack kept (--keep-stack): attach with --reuse-stack after "
-                                    f"`export COMPOSE_PROJECT_NAME={project}`, remove with "
-                                    f"`docker compose -p {project} down --volumes`")
+    for line in report.summary_lines(summary):
+        terminalreporter.write_line(line)

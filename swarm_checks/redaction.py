@@ -2,7 +2,7 @@
 
 Service logs and Compose errors can echo a password (a connection string, a command line). Every
 text the plugin puts into a report or a log file passes through a Redactor built from the
-secret-looking variables of the run's env files.
+secret variables of the run's env files (the rule is `secrets.is_secret_name`).
 """
 from __future__ import annotations
 
@@ -10,31 +10,17 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|SALT|API_KEYS?|_KEY|ACCESS_KEY|AUTH)$|^(HF_TOKEN|.*_KEY_.*)$")
+from swarm_checks.secrets import is_secret_name, read_env_file
+
 MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of a Compose env file (comments, blanks and `export ` skipped, quotes removed)."""
-    values: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
 
 
 def secret_values(variables: Mapping[str, str]) -> set[str]:
     """The values of variables whose names look secret; comma lists are split into items."""
     found: set[str] = set()
     for name, value in variables.items():
-        if not SECRET_NAME.search(name.upper()) or not value:
+        if not is_secret_name(name) or not value:
             continue
         found.add(value)
         found.update(part.strip() for part in value.split(",") if part.strip())

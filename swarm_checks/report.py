@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Mapping
 
 import pytest
 
-from swarm_checks.errors import SwarmError
+from swarm_checks.errors import SwarmError, TargetCapabilityError
 from swarm_checks.stash import USED_SERVICES
 from swarm_checks.session import SwarmRun
-from swarm_checks.targets.base import LOG_TAIL
+from swarm_checks.targets.base import LOG_TAIL, StackSummary
 
 MAX_SECTION_CHARS = 6000
 
@@ -37,7 +37,7 @@ def services_concerned(item: pytest.Item) -> list[str]:
 
 def attach_logs(item: pytest.Item, report: pytest.TestReport, run: SwarmRun) -> None:
     """Add the last log lines of the services concerned to a failed report."""
-    if not run.target_created or run.settings.target == "external":
+    if not run.target_created:
         return
     target = run.target()
     error = run.setup_error
@@ -55,6 +55,8 @@ def attach_logs(item: pytest.Item, report: pytest.TestReport, run: SwarmRun) -> 
             continue
         try:
             text = target.logs(name, tail=LOG_TAIL)
+        except TargetCapabilityError:
+            return  # this target reads no logs (external): nothing to attach, no pointer either
         except (SwarmError, OSError):
             continue
         report.sections.append((f"swarm logs: {name} (last {LOG_TAIL} lines)", _truncate(text)))
@@ -62,29 +64,34 @@ def attach_logs(item: pytest.Item, report: pytest.TestReport, run: SwarmRun) -> 
 
 
 def _point_to_files(report: pytest.TestReport, run: SwarmRun) -> None:
-    project = getattr(run.target(), "project", None)
-    if project:
+    summary = run.target().summary()
+    if summary is not None and summary.logs_at is not None:
         report.sections.append(("swarm logs: full logs",
-                                f"every service's full log is written to {run.context.log_dir / project} at teardown"))
+                                f"every service's full log is written to {summary.logs_at} at teardown"))
 
 
-def readiness_lines(readiness: dict[str, dict[str, Any]]) -> list[str]:
+def readiness_lines(readiness: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The readiness table: each service's time from `up` to ready and what its probe saw."""
     lines = []
-    for name, record in sorted(readiness.items(), key=lambda kv: kv[1].get("seconds", 0)):
-        lines.append(f"  {name:<18} ready after {record.get('seconds', 0):7.1f} s   {record.get('detail', '')}")
+    for name, record in sorted(readiness.items(), key=lambda kv: float(kv[1].get("seconds", 0) or 0)):
+        lines.append(f"  {name:<18} ready after {float(record.get('seconds', 0) or 0):7.1f} s   {record.get('detail', '')}")
     return lines
 
 
-def write_readiness(path: Path, project: str, readiness: dict[str, dict[str, Any]]) -> None:
+def summary_lines(summary: StackSummary) -> list[str]:
+    """The terminal's "swarm: stack" section, for any target."""
+    lines = [f"{summary.target}: {summary.what} {summary.name}: {summary.status}"]
+    readiness = readiness_lines(summary.readiness)
+    if readiness:
+        lines += ["time to ready, per service:", *readiness]
+    if summary.error:
+        lines.append(f"setup failed: {summary.error}")
+    if summary.logs_at is not None:
+        lines.append(f"service logs: {summary.logs_at}")
+    return lines + list(summary.notes)
+
+
+def write_readiness(path: Path, summary: StackSummary) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"project": project, "services": readiness}, indent=2, sort_keys=True))
-
-
-def deployed_and_skipped(active: Iterable[str], everything: Iterable[str], reason_for) -> list[str]:
-    """Which services ran live in this run, and for the others why not."""
-    active_set = set(active)
-    lines = [f"  live:    {', '.join(sorted(active_set)) or 'none'}"]
-    for name in sorted(set(everything) - active_set):
-        lines.append(f"  not deployed: {name}: {reason_for(name)}")
-    return lines
+    record = {"target": summary.target, "project": summary.name, "services": dict(summary.readiness)}
+    path.write_text(json.dumps(record, indent=2, sort_keys=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,9 +36,17 @@ class RunContext:
 
     @property
     def state_dir(self) -> Path:
-        path = STATE_ROOT / self.run_id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """Where the run's shared state lives; created by the first write, not by asking."""
+        return STATE_ROOT / self.run_id
+
+    @property
+    def has_state(self) -> bool:
+        """Whether any process of this run stood up (or tried to stand up) a stack."""
+        return self.state_dir.exists()
+
+    def remove_state(self) -> None:
+        """The owner's last act: nothing of the run stays in the temp directory."""
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 class SharedState:
@@ -46,10 +55,16 @@ class SharedState:
     def __init__(self, context: RunContext) -> None:
         self._dir = context.state_dir
         self._file = self._dir / "stack.json"
-        self._lock = FileLock(str(self._dir / "stack.lock"))
+        self._lock: FileLock | None = None
+
+    def exists(self) -> bool:
+        return self._file.exists()
 
     @contextmanager
     def locked(self) -> Iterator["SharedState"]:
+        if self._lock is None:
+            self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._lock = FileLock(str(self._dir / "stack.lock"))
         with self._lock:
             yield self
 
@@ -61,6 +76,7 @@ class SharedState:
 
     def write(self, state: dict[str, Any]) -> None:
         # The state holds the stack's credentials: readable by this user only.
+        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = self._file.with_suffix(".part")
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
@@ -68,4 +84,6 @@ class SharedState:
         os.replace(partial, self._file)
 
     def path(self, name: str) -> Path:
+        """A file of the run beside the state (the Compose label override)."""
+        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return self._dir / name

@@ -9,12 +9,15 @@ import pytest
 
 from swarm_checks.catalog import Catalog
 from swarm_checks.session import SwarmRun
+from swarm_checks.targets.base import StackSummary
 
 SWARM_RUN = pytest.StashKey[SwarmRun]()
 # Services a test used (through swarm_endpoint): their logs go into its report when it fails.
 USED_SERVICES = pytest.StashKey[set]()
 # The load recorder of a test that used swarm_load (its runs go into the report).
 LOAD_RECORDER = pytest.StashKey[object]()
+# What the run did with its stack (set by the owner at session finish, for the summaries).
+SUMMARY = pytest.StashKey[StackSummary]()
 
 
 def swarm_run(config: pytest.Config) -> SwarmRun:

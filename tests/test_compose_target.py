@@ -101,7 +101,7 @@ def test_xdist_workers_share_one_stack(run_inner, pytester: pytest.Pytester) -> 
     source = "import os, pathlib, time\n" + "\n".join(f"""
 def test_{n}(swarm_target, swarm_endpoint):
     swarm_endpoint("redis")
-    ids = sorted(c["ID"] for c in swarm_target.containers())
+    ids = sorted(c.id for c in swarm_target.containers())
     worker = os.environ["PYTEST_XDIST_WORKER"]
     pathlib.Path({str(seen)!r}, worker + "-{n}").write_text(swarm_target.project + ":" + ",".join(ids))
     time.sleep(1)  # keep both workers busy, so each one attaches

@@ -24,7 +24,7 @@ from typing import Iterator
 
 import pytest
 
-from swarm_checks import compose_cli, orphans
+from swarm_checks import compose_cli, docker_engine, orphans
 from swarm_checks.errors import SwarmError
 from swarm_checks.options import SwarmSettings
 from swarm_checks.shared_state import STATE_ROOT, RunContext
@@ -131,8 +131,9 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, FakeRun]]:
     dead_pid = _dead_pid()
     made = {"dead": FakeRun(dead_pid), "live": FakeRun(os.getpid()), "kept": FakeRun(dead_pid, keep=True)}
     mine = {run.run_id for run in made.values()}
-    listing = orphans._labelled
-    monkeypatch.setattr(orphans, "_labelled", lambda kind: [i for i in listing(kind) if i.get(orphans.LABEL_RUN) in mine])
+    listing = docker_engine.labelled
+    monkeypatch.setattr(docker_engine, "labelled",
+                        lambda kind, label: [i for i in listing(kind, label) if i.get(orphans.LABEL_RUN) in mine])
     try:
         yield made
     finally:
@@ -202,7 +203,7 @@ def test_two_sweeps_and_a_listing_race_for_a_dead_run(runs: dict[str, FakeRun], 
     # then two sweeps race for the rest; the project is listed all along. Each listing that
     # meets a removal between Compose's list and its inspect is the race of the issue.
     failures: list[BaseException] = []
-    stopped = [c["ID"] for c in listed if c["State"] != "running"][: CONTAINERS - 20]
+    stopped = [c.id for c in listed if c.state != "running"][: CONTAINERS - 20]
     others = [_in_thread(lambda part=part: [_docker("rm", "-f", "-v", i) for i in part], failures)
               for part in (stopped[0::2], stopped[1::2])]
     first = _list_while(target, others)

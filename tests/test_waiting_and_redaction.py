@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm_checks.redaction import MASK, Redactor, read_env_file, secret_values
+from swarm_checks.redaction import MASK, Redactor, secret_values
+from swarm_checks.secrets import is_secret_name, read_env_file
 from swarm_checks.waiting import Backoff, GiveUp, WaitTimeout, wait_until
 
 
@@ -78,3 +79,18 @@ def test_env_file_secrets_are_found_and_masked(tmp_path: Path) -> None:
     assert redact(text) == f"auth {MASK} from {MASK} on port 6379 with {MASK}"
     redact.add("runtime-secret")
     assert redact("x runtime-secret y") == f"x {MASK} y"
+
+
+@pytest.mark.parametrize("name, secret", [
+    ("LANGFUSE_SALT", True), ("S3_ACCESS_KEY_ID", True), ("REDIS_PASSWORD_FILE", False), ("POSTGRES_PASSWORD", True),
+    ("PROXY_API_KEYS", True), ("ENCRYPTION_KEY", True), ("NEXTAUTH_SECRET", True), ("REDISCLI_AUTH", True),
+    ("HF_TOKEN", True), ("REDIS_PORT", False), ("POSTGRES_USER", False), ("LANGFUSE_INIT_PROJECT_ID", False),
+])
+def test_one_rule_says_which_variables_are_secrets(name: str, secret: bool) -> None:
+    """The redactor and the static suite's no-secret-literal rule ask the same function, so
+    they agree on every name (they used to disagree on the first three)."""
+    from swarm_checks.static import compose_rules
+
+    assert is_secret_name(name) is secret
+    assert compose_rules.is_secret_name is is_secret_name
+    assert bool(secret_values({name: "value-long-enough"})) is secret

@@ -8,7 +8,7 @@ import pytest
 from swarm_checks import Endpoint, Target, TargetCapabilityError
 from swarm_checks.load import roofline
 
-QUERY = ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"]
+QUERY = list(roofline.LOCAL_QUERY)  # the same query, asked inside the engine
 
 
 @dataclass(frozen=True)

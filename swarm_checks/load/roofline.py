@@ -113,15 +113,39 @@ def _mib_to_gb(cell: str) -> float | None:
     return float(number.group()) / 1024 if number else None
 
 
-def gpu_name() -> str | None:
-    """The first GPU's name on *this* machine, or None. Only right when the engine runs here and
-    uses that GPU whole; prefer `parse_nvidia_smi` on the engine's own nvidia-smi output."""
+LOCAL_QUERY = ("nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader")
+
+
+def local_gpus() -> list[Gpu]:
+    """The GPUs of *this* machine (empty without nvidia-smi or a GPU): the package's one local
+    nvidia-smi call. Only right for an engine that runs here; the suites ask the engine's side
+    (`parse_nvidia_smi` on what nvidia-smi printed inside its container or pod)."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        result = subprocess.run(list(LOCAL_QUERY), capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return parse_nvidia_smi(result.stdout) if result.returncode == 0 else []
+
+
+def local_driver() -> str | None:
+    """The NVIDIA driver version of this machine, or None."""
     if shutil.which("nvidia-smi") is None:
         return None
-    result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                            text=True, check=False, timeout=30)
-    names = [line.strip() for line in result.stdout.splitlines() if line.strip()]
-    return names[0] if result.returncode == 0 and names else None
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+    return lines[0] if result.returncode == 0 and lines else None
+
+
+def gpu_name() -> str | None:
+    """The first local GPU's name, or None (see `local_gpus`)."""
+    gpus = local_gpus()
+    return gpus[0].name if gpus else None
 
 
 def _entry(name: str) -> tuple[str, float, float | None] | None:

@@ -16,10 +16,10 @@ import yaml
 
 from swarm_checks import compose_cli
 from swarm_checks.catalog import ALL_PROFILES
+from swarm_checks.secrets import is_secret_name, read_env_file
 from swarm_checks.static.rule import Rule, Violation, is_pinned
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
-_SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|_KEYS?$|^SALT$|ENCRYPTION_KEY|AUTH$)", re.IGNORECASE)
 _TRIVIAL_TEST = re.compile(r"^\s*(true|exit 0|:|echo\b.*)\s*$")
 _URL_CREDENTIAL = re.compile(r"://[^:/@\s]+:([^@\s]+)@")
 _SECRET_FLAGS = ("--requirepass", "--password", "--api-key")
@@ -47,13 +47,8 @@ class ComposeAssets:
 
 
 def read_env_keys(path: Path) -> frozenset[str]:
-    """The variable names an env file defines (KEY=value lines, comments ignored)."""
-    keys = set()
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            keys.add(line.split("=", 1)[0].strip().removeprefix("export ").strip())
-    return frozenset(keys)
+    """The variable names an env file defines."""
+    return frozenset(read_env_file(path))
 
 
 def load_assets(compose_file: Path, matrix: Mapping[str, Any]) -> ComposeAssets:
@@ -300,7 +295,7 @@ def check_no_secret_literal(assets: ComposeAssets) -> Iterator[Violation]:
             if key == "<<":
                 continue
             value = "" if value is None else str(value)
-            if _SECRET_NAME.search(str(key)) and _literal_secret(value):
+            if is_secret_name(str(key)) and _literal_secret(value):
                 yield Violation(_obj(name), "no-secret-literal", f"environment {key} is a literal: take it from .env as ${{{key}}}")
             match = _URL_CREDENTIAL.search(value)
             if match and _literal_secret(match.group(1)):
@@ -313,7 +308,7 @@ def check_no_secret_literal(assets: ComposeAssets) -> Iterator[Violation]:
     for anchor_key, block in (assets.raw or {}).items():
         if str(anchor_key).startswith("x-") and isinstance(block, dict):
             for key, value in block.items():
-                if _SECRET_NAME.search(str(key)) and isinstance(value, str) and _literal_secret(value):
+                if is_secret_name(str(key)) and isinstance(value, str) and _literal_secret(value):
                     yield Violation(f"compose block '{anchor_key}'", "no-secret-literal", f"{key} is a literal: take it from .env")
 
 

@@ -5,10 +5,11 @@ As in pytest-testinfra, each backend lives in its own file and costs nothing unt
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from typing import Callable, Mapping
 
 from swarm_checks.errors import SwarmUsageError
 from swarm_checks.options import SwarmSettings
+from swarm_checks.probes import Probe
 from swarm_checks.shared_state import RunContext
 from swarm_checks.targets.base import Target
 
@@ -32,9 +33,9 @@ def check_available(name: str) -> None:
     raise SwarmUsageError(f"--target={name}: unknown target; choose one of {', '.join(sorted({*REGISTRY, *NOT_YET}))}")
 
 
-def create(settings: SwarmSettings, context: RunContext) -> Target:
-    """Import the chosen backend and build it from the run's settings and context."""
+def create(settings: SwarmSettings, context: RunContext, probes: Mapping[str, Probe] | None = None) -> Target:
+    """Import the chosen backend and build it from the run's settings, context and probes."""
     check_available(settings.target)
     module_name, factory_name = REGISTRY[settings.target].split(":")
-    factory: Callable[[SwarmSettings, RunContext], Target] = getattr(importlib.import_module(module_name), factory_name)
-    return factory(settings, context)
+    factory: Callable[..., Target] = getattr(importlib.import_module(module_name), factory_name)
+    return factory(settings, context, probes)

@@ -5,8 +5,9 @@ reads logs and runs commands inside services, and tears down what it started.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 from swarm_checks.catalog import Catalog
 from swarm_checks.endpoint import Endpoint
@@ -21,6 +22,23 @@ class ExecResult:
 
     exit_code: int
     output: str
+
+
+@dataclass(frozen=True)
+class StackSummary:
+    """What a run did with its stack, for the terminal summary, readiness.json and the report:
+    target-neutral, so the plugin never reads a backend's private state."""
+
+    target: str
+    name: str  # the Compose project, the Kubernetes namespace, the endpoints file
+    status: str  # ready, failed, down, attached
+    what: str = "project"  # what `name` names: project, namespace, endpoints file
+    readiness: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # unit -> {seconds, detail}
+    error: str | None = None
+    logs_at: Path | None = None  # where every service's full log was written
+    notes: tuple[str, ...] = ()  # lines worth reading (how to attach to a kept stack, ...)
+    images: Mapping[str, str] = field(default_factory=dict)  # unit -> image and its id
+    facts: Mapping[str, str] = field(default_factory=dict)  # e.g. GPU and driver, where the target knows them
 
 
 @runtime_checkable
@@ -49,3 +67,10 @@ class Target(Protocol):
 
     def has_gpu(self) -> bool:
         """Whether the LLM engine of this deployment runs on a GPU."""
+
+    def fault(self, service: str, action: str) -> None:
+        """Inject a fault: `stop`, `start`, `restart` or `kill` the service (TargetCapabilityError
+        where the target cannot)."""
+
+    def summary(self) -> StackSummary | None:
+        """What this run did with its stack; None when nothing of this run touched one."""

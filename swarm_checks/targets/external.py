@@ -31,7 +31,8 @@ from swarm_checks.errors import SwarmError, SwarmUsageError, TargetCapabilityErr
 from swarm_checks.options import SwarmSettings
 from swarm_checks.shared_state import RunContext
 from swarm_checks.endpoint import Endpoint
-from swarm_checks.targets.base import ExecResult
+from swarm_checks.probes import Probe
+from swarm_checks.targets.base import ExecResult, StackSummary
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _FIELDS = {"url", "kind", "model", "username", "password", "api_key", "extra"}
@@ -93,7 +94,8 @@ class ExternalTarget:
 
     name = "external"
 
-    def __init__(self, settings: SwarmSettings, context: RunContext | None = None) -> None:
+    def __init__(self, settings: SwarmSettings, context: RunContext | None = None,
+                 probes: Mapping[str, Probe] | None = None) -> None:
         if settings.endpoints is None:
             raise SwarmUsageError("--target=external needs --endpoints FILE (a YAML file of service URLs; see README)")
         self._settings = settings
@@ -138,6 +140,13 @@ class ExternalTarget:
 
     def exec(self, service: str, command: Sequence[str]) -> ExecResult:
         raise TargetCapabilityError("the external target cannot run commands inside services")
+
+    def fault(self, service: str, action: str) -> None:
+        raise TargetCapabilityError(f"the external target cannot {action} {service}: the stack is someone else's; "
+                                    "run fault tests with --target=compose")
+
+    def summary(self) -> StackSummary | None:
+        return StackSummary(self.name, str(self._settings.endpoints), "attached", what="endpoints file")
 
     def has_gpu(self) -> bool:
         return self._gpu

@@ -8,7 +8,6 @@ degrades the limits to per-replica, it never fails a request.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from swarm_proxy.config import ClientKey
 from swarm_proxy.telemetry import REDIS_DEGRADED, log_once
 
 RETRY_REDIS_AFTER = 30.0
-log = logging.getLogger("swarm_proxy")
 
 
 @dataclass

@@ -1,1 +1,0 @@
-"""The load suite measures: its tests are bounded in requests and in seconds (LoadSpec)."""
