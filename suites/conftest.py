@@ -5,11 +5,51 @@ with a reason naming it and how to enable it.
 """
 from __future__ import annotations
 
-from typing import Callable
+import importlib.metadata
+import re
+from typing import Any, Callable, Generator
 
 import pytest
 
 from swarm_checks import Catalog, Endpoint, Service
+
+
+def _extras_providing(module: str) -> list[str]:
+    """The extras of swarm-checks whose requirements install `module` (by its distribution name)."""
+    try:
+        requires = importlib.metadata.distribution("swarm-checks").requires or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    wanted = re.sub(r"[-_.]+", "-", module).lower()
+    found = []
+    for requirement in requires:
+        match = re.match(r"([A-Za-z0-9_.-]+).*extra == \"([^\"]+)\"", requirement)
+        if match and re.sub(r"[-_.]+", "-", match.group(1)).lower() == wanted and match.group(2) not in found:
+            found.append(match.group(2))
+    return found
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
+    """A suite module that cannot be collected for a reason the user fixes outside the code (a
+    client of an extra that is not installed, no Compose v2, a missing file) is reported in one
+    line saying what to do, instead of a traceback through pytest's collection."""
+    report = yield
+    if not (report.failed and isinstance(collector, pytest.Module)):
+        return report
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    missing = re.search(r"ModuleNotFoundError: No module named '([\w.]+)'", text)
+    usage = re.match(r"(?:pytest\.UsageError|swarm_checks\.errors\.\w+): (.*)", text, re.S)
+    extras = _extras_providing(missing.group(1).split(".")[0]) if missing else []
+    if missing and extras:
+        # A module of several extras: the one the suite is named after first (load, not proxy).
+        extras.sort(key=lambda extra: extra not in collector.path.parts)
+        report.longrepr = (f"this suite needs {missing.group(1)}, which is not installed: "
+                           + " or ".join(f"pip install 'swarm-checks[{extra}]'" for extra in extras))
+    elif usage:
+        report.longrepr = usage.group(1).strip()
+    return report
 
 
 @pytest.fixture

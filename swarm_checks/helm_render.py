@@ -65,7 +65,10 @@ def lint(chart: Path, values: Mapping[str, Any] | None, kube_version: str) -> li
                                 capture_output=True, text=True, check=False)
         Path(handle.name).unlink(missing_ok=True)
         return [] if result.returncode == 0 else [line for line in result.stdout.splitlines() if "[ERROR]" in line or "[WARNING]" in line]
-    import helm_python
+    try:
+        import helm_python
+    except ImportError:
+        raise SwarmError("neither the helm binary nor helm-python-sdk is installed: `pip install 'swarm-checks[k8s]'`") from None
 
     report = helm_python.lint(str(chart), dict(values or {}), strict=True, kube_version=f"v{kube_version.lstrip('v')}")
     findings = [f"{m['path']}: {m['error']}" for m in report.get("messages", []) if m.get("severity", 0) >= 2]

@@ -40,7 +40,7 @@ class LoadRecorder:
         key = f"{self.hardware_class()}/{model}"
         found = thresholds.entry(key)
         if found is None:
-            pytest.skip(f"no load thresholds for {key!r} in fixtures/thresholds.yaml: measure this deployment with "
+            pytest.skip(f"no load thresholds for {key!r} in {thresholds.DEFAULT_FILE}: measure this deployment with "
                         f"`python -m swarm_checks.load calibrate --key {key} ...` (README, load suite)")
         return found
 

@@ -11,6 +11,8 @@ is healthy; the Ray head's probe counts them.
 """
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import Any, Callable
 
 import httpx
@@ -30,14 +32,22 @@ def _get(url: str, *, headers: dict[str, str] | None = None, auth: tuple[str, st
     return response
 
 
+def _client(module: str) -> ModuleType:
+    """The official client `module` of the `clients` extra; without it, a GiveUp (installing is
+    what helps, not waiting) that says what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise GiveUp(f"the Python module {module} is not installed: pip install 'swarm-checks[clients]'") from None
+
+
 def _bearer(endpoint: Endpoint) -> dict[str, str]:
     return {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
 
 
 def probe_redis(endpoint: Endpoint) -> str:
     """redis-py PING, authenticated with the service's password."""
-    import redis
-
+    redis = _client("redis")
     client = redis.Redis.from_url(endpoint.url, password=endpoint.password, socket_timeout=5, socket_connect_timeout=5)
     try:
         if not client.ping():
@@ -52,8 +62,7 @@ def probe_redis(endpoint: Endpoint) -> str:
 
 def probe_postgres(endpoint: Endpoint) -> str:
     """psycopg connects with the service's user and password and asks for the version."""
-    import psycopg
-
+    psycopg = _client("psycopg")
     try:
         with psycopg.connect(endpoint.url, user=endpoint.username, password=endpoint.password, connect_timeout=5) as conn:
             version = conn.execute("SHOW server_version").fetchone()
@@ -67,8 +76,7 @@ def probe_postgres(endpoint: Endpoint) -> str:
 def probe_clickhouse(endpoint: Endpoint) -> str:
     """/ping, then a query through clickhouse-connect."""
     _get(f"{endpoint.root_url}/ping")
-    import clickhouse_connect
-
+    clickhouse_connect = _client("clickhouse_connect")
     client = clickhouse_connect.get_client(
         host=endpoint.host, port=endpoint.port or 8123, username=endpoint.username or "default",
         password=endpoint.password or "", connect_timeout=5,
@@ -83,10 +91,8 @@ def probe_clickhouse(endpoint: Endpoint) -> str:
 def probe_qdrant(endpoint: Endpoint) -> str:
     """/readyz, then the collections through qdrant-client."""
     _get(f"{endpoint.root_url}/readyz")
-    from qdrant_client import QdrantClient
-
-    client = QdrantClient(url=endpoint.root_url, api_key=endpoint.api_key, timeout=5,
-                          https=endpoint.root_url.startswith("https"))
+    client = _client("qdrant_client").QdrantClient(url=endpoint.root_url, api_key=endpoint.api_key, timeout=5,
+                                                   https=endpoint.root_url.startswith("https"))
     try:
         collections = client.get_collections().collections
     finally:

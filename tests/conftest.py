@@ -10,6 +10,7 @@ import pytest
 # folder: a session fixture defined in two conftests is two fixtures, and two engines of 3 GiB
 # each would share the machine's two cores for the whole session.
 from tests.live_parts import llm, redis_container, start_proxy  # noqa: F401,E402 - fixtures
+from tests.packaging_venvs import fresh_install  # noqa: F401,E402 - fixture: fresh installs, built once
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_DIR = REPO / "compose"

@@ -1,5 +1,5 @@
 """Load: sustained, bounded load on the primary LLM, direct and through the proxy, judged against
-fixtures/thresholds.yaml (keyed by hardware class and model). Each test's report entry carries
+swarm_checks/data/thresholds.yaml (keyed by hardware class and model). Each test's report entry carries
 its summary tables, charts and JSON files."""
 from __future__ import annotations
 

@@ -1,22 +1,18 @@
 """Fixtures of the static suite: the assets, loaded once per session, no engine, no cluster."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from swarm_checks import SwarmError, SwarmSettings, fail, static
 from swarm_checks.static import compose_rules, helm_rules
 
-# The matrix is the specification of the stack; it lives beside the suites, not in the assets.
-MATRIX_FILE = Path(__file__).resolve().parents[2] / "fixtures" / "service_matrix.yaml"
-
 
 @pytest.fixture(scope="session")
 def service_matrix() -> dict[str, Any]:
-    return yaml.safe_load(MATRIX_FILE.read_text())
+    """The specification of the stack, shipped with the package (not in the assets it checks)."""
+    return static.service_matrix()
 
 
 @pytest.fixture(scope="session")

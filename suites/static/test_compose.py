@@ -1,16 +1,14 @@
 """The Compose stack, checked without a container engine: `docker compose config` only."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from swarm_checks import SwarmError, fail, static
 from swarm_checks.static import Violation, compose_rules, fail_on
 
-_MATRIX = yaml.safe_load((Path(__file__).resolve().parents[2] / "fixtures" / "service_matrix.yaml").read_text())
+_MATRIX = static.service_matrix()
 COMBINATIONS = compose_rules.profile_combinations(_MATRIX)
 
 

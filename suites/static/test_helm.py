@@ -2,16 +2,14 @@
 security checklist, with default values and with each flag flipped."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from swarm_checks import Catalog, SwarmSettings, static
 from swarm_checks.static import Violation, fail_on, helm_rules, helm_vllm_rules
 
-_MATRIX = yaml.safe_load((Path(__file__).resolve().parents[2] / "fixtures" / "service_matrix.yaml").read_text())
+_MATRIX = static.service_matrix()
 # The chart's rules: the checklist every workload follows, then the vLLM Deployments' own.
 CHART_RULES = helm_rules.RULES + helm_vllm_rules.RULES
 # Linted variants: the defaults, everything on, and the primary LLM slot on CPUs.

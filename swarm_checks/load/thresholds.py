@@ -1,5 +1,5 @@
 """Thresholds keyed by hardware class and model (`cpu/smollm2-135m`, `h100/phi-3.5-mini`), read
-from fixtures/thresholds.yaml, and the verdicts of a run against them. `calibrate` writes a
+from swarm_checks/data/thresholds.yaml (shipped with the package), and the verdicts of a run against them. `calibrate` writes a
 baseline entry from a measured deployment (see `python -m swarm_checks.load calibrate --help`).
 
 An entry:
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-DEFAULT_FILE = Path(__file__).resolve().parents[2] / "fixtures" / "thresholds.yaml"
+from swarm_checks.datafiles import THRESHOLDS as DEFAULT_FILE
 
 
 def load(path: Path = DEFAULT_FILE) -> dict[str, Any]:

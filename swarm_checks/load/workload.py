@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "fixtures" / "prompts" / "topics.txt"
+from swarm_checks.datafiles import PROMPTS as DEFAULT_PROMPTS
 
 
 @dataclass(frozen=True)

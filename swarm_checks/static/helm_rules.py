@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from swarm_checks import helm_render
+from swarm_checks.datafiles import CRD_SCHEMAS
+from swarm_checks.errors import SwarmError
 from swarm_checks.static.rule import Rule, Violation, is_pinned
 
 KUBERNETES_VERSION = "1.30.0"
@@ -20,7 +22,6 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "P
 LONG_RUNNING = ("Deployment", "StatefulSet", "DaemonSet")
 COMPONENT = "app.kubernetes.io/component"
 WEAK_SECRETS = {"", "password", "changeme", "change-me", "admin", "minioadmin", "postgres", "secret", "redis", "clickhouse", "langfuse"}
-CRD_SCHEMAS = Path(__file__).resolve().parents[2] / "fixtures" / "schemas"
 
 # Each flag the chart has, flipped from its default in its own render; extra values make the
 # flipped render valid (an external host for a store that is switched off).
@@ -157,7 +158,11 @@ def _v(render: ChartRender, doc: Mapping[str, Any], rule: str, detail: str, cont
 
 def check_schema(render: ChartRender) -> Iterator[Violation]:
     import jsonschema
-    import kubernetes_validate
+
+    try:
+        import kubernetes_validate
+    except ImportError:
+        raise SwarmError("kubernetes-validate is not installed: `pip install 'swarm-checks[k8s]'`") from None
 
     for doc in render.manifests:
         api_group = str(doc.get("apiVersion", "")).split("/")[0]

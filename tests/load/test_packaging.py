@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
-import os
-import shutil
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.packaging_venvs import GROUP, Venv
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "swarm_checks"
@@ -76,22 +76,12 @@ def test_every_third_party_import_of_the_engine_is_in_the_load_extra_or_the_core
     assert not missing, "not provided by the core dependencies or the `load` extra: " + "; ".join(missing)
 
 
-@pytest.mark.skipif(bool(os.environ.get("SWARM_SKIP_PIP_INSTALL")), reason="SWARM_SKIP_PIP_INSTALL is set")
-def test_a_fresh_install_of_the_load_extra_imports_the_engine(tmp_path: Path) -> None:
-    """The real thing (about 20 s here): a fresh venv, `pip install '.[load]'` non-editable (only
-    what the wheel and its dependencies bring), then the import. Skips, with pip's last line,
-    where pip cannot install (no index reachable)."""
-    source = tmp_path / "source"  # a copy: pip builds in the tree it is given (build/, *.egg-info)
-    shutil.copytree(PACKAGE, source / "swarm_checks", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    python = str(venv / "bin" / "python")
-    install = subprocess.run([python, "-m", "pip", "install", "--quiet", f"{source}[load]"], capture_output=True,
-                             text=True, timeout=600, check=False)
-    if install.returncode != 0:
-        pytest.skip(f"pip could not install '.[load]' here: {install.stderr.strip().splitlines()[-1:]}")
-    run = subprocess.run([python, "-c", "import swarm_checks.load, swarm_checks.load.__main__"], capture_output=True,
-                         text=True, timeout=120, check=False, cwd=tmp_path)
+@pytest.mark.xdist_group(GROUP)
+def test_a_fresh_install_of_the_load_extra_imports_the_engine(fresh_install: Callable[[str], Venv], tmp_path: Path) -> None:
+    """The real thing: a fresh venv with `pip install 'swarm-checks[load]'` non-editable (only
+    what the wheel and its dependencies bring; shared with tests/test_packaging.py, see
+    tests/packaging_venvs.py), then the import, outside the repository. Skips, with pip's last
+    line, where pip cannot install (no index reachable)."""
+    venv = fresh_install("load")
+    run = venv.run(["python", "-c", "import swarm_checks.load, swarm_checks.load.__main__"], cwd=tmp_path, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
