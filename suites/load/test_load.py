@@ -3,13 +3,17 @@ swarm_checks/data/thresholds.yaml (keyed by hardware class and model). Each test
 its summary tables, charts and JSON files."""
 from __future__ import annotations
 
+import contextlib
 import statistics
-from typing import Callable
+import threading
+import time
+import warnings
+from typing import Callable, Iterator
 
 import pytest
 
-from swarm_checks.load import LoadSpec, Slo, Workload, alternate, thresholds
 from swarm_checks import Endpoint
+from swarm_checks.load import LoadSpec, Slo, Workload, alternate, thresholds
 
 SHORT = Workload(input_words=8, output_tokens=32, seed=1)
 
@@ -42,15 +46,23 @@ def test_sustained_load_meets_the_slos(primary_llm: Endpoint, swarm_load) -> Non
 
 def test_poisson_arrivals_are_served_without_client_lag(primary_llm: Endpoint, swarm_load) -> None:
     """No cap on requests in flight: every request leaves when the schedule says, however slowly
-    the engine answers, so a late send would mean the measurement, not the server, is slow. The
-    median lag is judged: with 16 requests the p99 is the single worst send, and on a busy 2-core
-    machine one late wake-up of the client's process (seen: 630 ms) is noise, not a slow client."""
+    the engine answers, so a late send would mean the measurement, not the server, is slow.
+    Judged is the lag beyond the client's own ceiling in the same run: a send scheduled while
+    the client's event loop was stalled (its process starved by other work on the host: stalls
+    of 150-300 ms were seen with one core kept busy) cannot leave before the loop runs again; a
+    client that holds sends back lags by whole answers (seconds) outside any stall."""
     result = swarm_load.run(primary_llm, SHORT, LoadSpec(mode="poisson", rate=1.5, burstiness=1.0,
                                                          max_requests=16, max_seconds=60), "poisson-1.5rps")
     summary = result.summary
-    print(summary["schedule"]["reason"])
+    lag, excess = summary["scheduling_lag_ms"]["median"], summary["excess_lag_ms"]["median"]
+    print(f"{summary['schedule']['reason']}; send lag median {lag:.1f} ms, of which {excess:.1f} ms beyond the "
+          f"client's own event-loop stalls (p90 stall {summary['client_loop_lag_ms'].get('p90', 0.0):.1f} ms)")
     assert summary["error_rate"] == 0, summary["error_kinds"]
-    assert summary["scheduling_lag_ms"]["median"] < 20, (summary["scheduling_lag_ms"], summary["schedule"]["reason"])
+    assert excess < EXCESS_LAG_MS, (f"sends left {excess:.1f} ms later than the client's event loop allowed (median; "
+                                    f"at most {EXCESS_LAG_MS} ms): {summary['schedule']['reason']}")
+
+
+EXCESS_LAG_MS = 50.0
 
 
 def test_proxy_adds_little_latency_and_does_not_buffer(primary_llm: Endpoint,
@@ -63,7 +75,9 @@ def test_proxy_adds_little_latency_and_does_not_buffer(primary_llm: Endpoint,
     paths = {"direct": (primary_llm.openai_base_url, primary_llm.api_key), "proxy": (proxy.openai_base_url, proxy.api_key)}
     model = primary_llm.model or ""
     first = alternate(paths, model, Workload(input_words=8, output_tokens=2, seed=5), pairs=96)
-    gaps = alternate(paths, model, Workload(input_words=8, output_tokens=48, seed=6), pairs=12)
+    with wake_up_delays() as delays:
+        gaps = alternate(paths, model, Workload(input_words=8, output_tokens=48, seed=6), pairs=12)
+    starved_ms = statistics.quantiles(delays, n=20)[-1] * 1e3 if len(delays) > 20 else 0.0  # p95
     for label, runs in (("ttft", first), ("gaps", gaps)):
         for name, path_records in runs.items():
             failures = [r.error_kind for r in path_records if not r.success]
@@ -82,10 +96,44 @@ def test_proxy_adds_little_latency_and_does_not_buffer(primary_llm: Endpoint,
     assert added_long <= limits["max_ttft_added_ms"], (
         f"the proxy adds {added_long:.2f} ms to the first chunk of 48-token answers: it holds the stream back")
     # Buffering collapses the median gap towards zero; scheduling noise moves it by a few per cent.
+    # Except on a starved host: when other work holds the cores, the proxy's process runs late
+    # and forwards what piled up at once, exactly as a buffering proxy would. The test's own
+    # 10 ms sleeps measure that in the same run; past STARVED_MS the gaps cannot tell the two apart.
     allowed = max(limits["max_itl_shrink_ms"], limits.get("max_itl_shrink_fraction", 0.0) * itl_direct)
+    print(f"this host woke the test's 10 ms sleeps {starved_ms:.2f} ms late (p95) during the long answers")
+    if starved_ms > STARVED_MS:
+        warnings.warn(f"inter-chunk gaps not judged: the host delayed 10 ms sleeps by {starved_ms:.1f} ms (p95, "
+                      f"more than {STARVED_MS} ms) while they were measured; other work holds the cores", stacklevel=1)
+        return
     assert itl_direct - itl_proxy <= allowed, (
         f"inter-chunk gaps are {itl_direct - itl_proxy:.2f} ms shorter through the proxy (at most {allowed:.2f} ms "
         f"allowed): it buffers the stream")
+
+
+STARVED_MS = 20.0  # p95 of 10 ms sleeps: about 1 ms on a quiet host, 100+ when starved
+
+
+@contextlib.contextmanager
+def wake_up_delays(tick: float = 0.01) -> Iterator[list[float]]:
+    """How late a thread of this process wakes from `tick`-second sleeps while the block runs: on
+    an idle host about 0.1 ms (p95 about 1 ms); when other processes hold the cores, stalls of
+    100 ms and more."""
+    delays: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            asked = time.perf_counter()
+            time.sleep(tick)
+            delays.append(max(0.0, time.perf_counter() - asked - tick))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield delays
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
 
 
 def test_server_counted_what_usage_reported(primary_llm: Endpoint, swarm_load) -> None:

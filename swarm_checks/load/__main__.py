@@ -61,8 +61,8 @@ def print_summary(result: RunResult, label: str = "") -> None:
     if s["tokens_estimated"]:
         print("  token counts estimated from chunks: the engine sent no usage")
     print(f"  {'ms':<18}{'mean':>9}{'median':>9}{'std':>9}{'p90':>9}{'p99':>9}")
-    for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "scheduling_lag_ms"):
-        d = s[name]
+    for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "scheduling_lag_ms", "excess_lag_ms", "client_loop_lag_ms"):
+        d = s.get(name) or {}
         if d.get("count"):
             print(f"  {name:<18}" + "".join(f"{d[k]:>9.2f}" for k in ("mean", "median", "std", "p90", "p99")))
     if (s.get("schedule") or {}).get("kept") is not None:

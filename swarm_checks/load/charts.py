@@ -21,7 +21,7 @@ def summary_table(summary: dict[str, Any], title: str = "") -> str:
     ]
     cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
     dist_rows = ""
-    for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "scheduling_lag_ms"):
+    for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "scheduling_lag_ms", "excess_lag_ms", "client_loop_lag_ms"):
         d = summary.get(name) or {}
         if not d.get("count"):
             continue

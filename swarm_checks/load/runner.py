@@ -30,7 +30,7 @@ from typing import Any, Awaitable, Callable, Iterator, Sequence
 
 from swarm_checks.load import roofline, server_metrics
 from swarm_checks.load.client import RequestRecord, new_session, send
-from swarm_checks.load.metrics import PERCENTILES, Slo, schedule, summarize
+from swarm_checks.load.metrics import PERCENTILES, Slo, distribution, schedule, summarize
 from swarm_checks.load.workload import RequestSpec, Workload
 
 SCHEMA = "swarm-checks/load-result/1"
@@ -87,6 +87,7 @@ class _Measured:
     duration: float
     before: dict[str, float] | None = None
     after: dict[str, float] | None = None
+    loop_stalls: list[tuple[float, float]] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return f"<_Measured {len(self.records)} records in {self.duration:.3f} s>"
@@ -136,18 +137,20 @@ async def _run(base_url: str, model: str, api_key: str | None, workload: Workloa
             await request(next(bodies), RequestRecord(time.perf_counter()))
         before = await _scrape(metrics_url)  # after the warm-up: its tokens are not the run's
         with _caller_heap_frozen():
-            records, duration = await _measure(request, bodies, spec, progress)
+            records, duration, loop_stalls = await _measure(request, bodies, spec, progress)
         after = await _scrape(metrics_url) if before is not None else None
-    return _Measured(records, duration, before, after)
+    return _Measured(records, duration, before, after, loop_stalls)
 
 
 async def _measure(request: Callable[[dict[str, Any], RequestRecord], Awaitable[None]], bodies: Iterator[dict[str, Any]],
-                   spec: LoadSpec, progress: Callable[[int], None] | None) -> tuple[list[RequestRecord], float]:
+                   spec: LoadSpec, progress: Callable[[int], None] | None) -> tuple[list[RequestRecord], float, list[tuple[float, float]]]:
     """The measured part: the requests the mode sends within the bounds, and how long it lasted."""
     records: list[RequestRecord] = []
     tasks: list[asyncio.Task[Any]] = []
     started = time.perf_counter()
     deadline = started + spec.max_seconds
+    loop_stalls: list[tuple[float, float]] = []
+    monitor = asyncio.create_task(_watch_loop(loop_stalls))
     if spec.mode == "concurrency":
         counter = iter(range(spec.max_requests))
 
@@ -191,6 +194,7 @@ async def _measure(request: Callable[[dict[str, Any], RequestRecord], Awaitable[
         task.cancel()
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
+    monitor.cancel()
     stopped = time.perf_counter()
     for record in records:
         if not record.end:  # queued behind the cap, never sent
@@ -200,7 +204,39 @@ async def _measure(request: Callable[[dict[str, Any], RequestRecord], Awaitable[
     last = max(finished) if finished else started
     if any(r.cancelled for r in records):
         last = max(last, deadline)  # cut: the run lasted until its deadline, not until the cancellation
-    return records, last - started
+    return records, last - started, loop_stalls
+
+
+LOOP_TICK = 0.01
+
+
+async def _watch_loop(stalls: list[tuple[float, float]]) -> None:
+    """The client's own ceiling, measured while it works: each 10 ms sleep of its event loop, as
+    (when it should have woken, when it did). A send scheduled inside such a stall cannot leave
+    before the loop runs again; on a starved host (other work holding the cores) stalls of
+    hundreds of ms appear, while a client that queues its sends lags outside them too."""
+    while True:
+        due = time.perf_counter() + LOOP_TICK
+        await asyncio.sleep(LOOP_TICK)
+        stalls.append((due, time.perf_counter()))
+
+
+def excess_lags(records: Sequence[RequestRecord], stalls: Sequence[tuple[float, float]]) -> list[float]:
+    """Per sent request, how much later it left than the earliest the event loop could have sent
+    it: the scheduled time, or the end of the loop stall that scheduled time fell into."""
+    import bisect
+
+    dues = [due for due, _ in stalls]
+    excess = []
+    for record in records:
+        if not record.start:
+            continue
+        earliest = record.scheduled
+        index = bisect.bisect_right(dues, record.scheduled) - 1
+        if index >= 0 and stalls[index][0] <= record.scheduled < stalls[index][1]:
+            earliest = stalls[index][1]
+        excess.append(max(0.0, record.start - earliest))
+    return excess
 
 
 def environment(gpu: str | None = None) -> dict[str, Any]:
@@ -221,6 +257,8 @@ def run_load(base_url: str, model: str, workload: Workload, spec: LoadSpec, *, a
     summary = summarize(records, measured.duration, slo, percentiles)
     summary["schedule"] = schedule(records, spec.mode, spec.rate, spec.concurrency)
     summary["schedule_kept"] = summary["schedule"]["kept"]
+    summary["client_loop_lag_ms"] = distribution([woke - due for due, woke in measured.loop_stalls], percentiles)
+    summary["excess_lag_ms"] = distribution(excess_lags(records, measured.loop_stalls), percentiles)
     if not metrics_url:
         server: dict[str, Any] = {"available": False, "reason": "no metrics URL given"}
     else:

@@ -12,6 +12,7 @@ from swarm_checks.load import LoadSpec, Workload, run_load
 from swarm_checks.load.__main__ import main
 from swarm_checks.load.client import RequestRecord
 from swarm_checks.load.metrics import Slo, summarize
+from swarm_checks.load.runner import excess_lags
 from tests.load.fake_engine import FakeEngine
 
 SHORT = Workload(input_words=8, output_tokens=4)
@@ -35,8 +36,9 @@ def test_rate_mode_keeps_its_schedule_with_no_cap() -> None:
     assert result.document["load"]["concurrency"] is None
     assert engine.peak_in_flight >= 6, f"at most {engine.peak_in_flight} in flight: the schedule was not kept"
     assert result.summary["completed"] == 10
-    assert result.summary["schedule_kept"] is True, result.summary["schedule"]
-    assert result.summary["scheduling_lag_ms"]["p99"] < 50
+    # Judged beyond the client's own event-loop stalls: on a busy machine (other tests, other
+    # work) the process itself is descheduled for tens of ms, which is no fault of the schedule.
+    assert result.summary["excess_lag_ms"]["p99"] < 50, (result.summary["excess_lag_ms"], result.summary["schedule"])
 
 
 def test_a_client_behind_its_schedule_says_so_and_the_command_fails(capsys: pytest.CaptureFixture[str],
@@ -55,6 +57,25 @@ def test_a_client_behind_its_schedule_says_so_and_the_command_fails(capsys: pyte
     lines = [line for line in captured.err.splitlines() if "schedule not kept" in line]
     assert len(lines) == 1 and "fell behind" in lines[0], captured.err[-1000:]
     assert json.loads((tmp_path / "late.json").read_text())["summary"]["schedule_kept"] is False
+
+
+def test_the_client_measures_its_own_stalls_and_the_lag_beyond_them() -> None:
+    """The suite judges the lag beyond the client's own event-loop stalls: a client that holds
+    sends back (one in flight at 20 req/s) lags by whole answers outside any stall; a punctual
+    one has none, and a send scheduled inside a stall (the loop blocked for 300 ms on purpose,
+    as a starved host does) is not blamed for it."""
+    with FakeEngine(chunks=2, ttft=0.2) as engine:
+        held_back = run_load(engine.base_url, "fake", SHORT, LoadSpec(mode="rate", rate=20.0, concurrency=1,
+                                                                      max_requests=6, max_seconds=30, warmup_requests=0))
+        punctual = run_load(engine.base_url, "fake", SHORT, LoadSpec(mode="rate", rate=20.0, max_requests=6,
+                                                                     max_seconds=30, warmup_requests=0))
+    assert held_back.summary["client_loop_lag_ms"]["count"] >= 10, "the monitor ran for the whole measured part"
+    assert held_back.summary["excess_lag_ms"]["median"] > 100, held_back.summary["excess_lag_ms"]
+    assert punctual.summary["excess_lag_ms"]["median"] < 20, punctual.summary["excess_lag_ms"]
+    stalls = [(1.0, 1.3)]  # the loop should have woken at 1.0 s and ran again at 1.3 s
+    inside, outside = RequestRecord(1.1), RequestRecord(2.0)
+    inside.start, outside.start = 1.31, 2.5
+    assert excess_lags([inside, outside], stalls) == pytest.approx([0.01, 0.5])
 
 
 def test_concurrency_mode_still_defaults_to_one_stream() -> None:
