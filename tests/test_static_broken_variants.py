@@ -9,6 +9,7 @@ from typing import Callable
 
 import pytest
 
+from swarm_checks.static import compose_rules, helm_rules, helm_vllm_rules
 from tests.conftest import STATIC_SUITE, edit
 
 
@@ -27,6 +28,10 @@ def _compose(root: Path) -> Path:
 
 def _values(root: Path) -> Path:
     return root / "helm" / "values.yaml"
+
+
+def _env_example(root: Path) -> Path:
+    return root / "compose" / ".env.example"
 
 
 def _template(root: Path, name: str) -> Path:
@@ -72,6 +77,18 @@ COMPOSE_VARIANTS: dict[str, Broken] = {
     "redis-evicts": Broken(
         lambda r: edit(_compose(r), "      - noeviction", "      - allkeys-lru"),
         "test_compose_rule and upstream", "compose service 'redis': rule 'upstream-requirements': Langfuse's queues need --maxmemory-policy noeviction"),
+    "one-shot-service": Broken(
+        lambda r: edit(_compose(r), "  langflow:\n    <<: [*restart, *logging]\n", '  langflow:\n    <<: [*restart, *logging]\n    restart: "no"\n'),
+        "test_compose_rule and restart", "compose service 'langflow': rule 'restart-policy': no restart policy"),
+    "gpu-oversubscribed": Broken(
+        lambda r: edit(_env_example(r), "VLLM_PHI_GPU_MEMORY_UTILIZATION=0.45", "VLLM_PHI_GPU_MEMORY_UTILIZATION=0.9"),
+        "test_compose_rule and gpu-memory", "compose services vllm-large, vllm-phi: rule 'gpu-memory-split': --gpu-memory-utilization adds up to 1.35"),
+    "address-copied-from-neighbour": Broken(
+        lambda r: edit(_compose(r), "        ipv4_address: ${SWARM_SUBNET_PREFIX:-172.20}.0.70", "        ipv4_address: ${SWARM_SUBNET_PREFIX:-172.20}.0.60"),
+        "test_compose_rule and network", "compose service 'langflow': rule 'network-address': address 172.20.0.60 differs from the matrix's 172.20.0.70"),
+    "volume-as-bind-mount": Broken(
+        lambda r: edit(_compose(r), "      - qdrant-data:/qdrant/storage", "      - ./data/qdrant:/qdrant/storage"),
+        "test_compose_rule and named", "compose service 'qdrant': rule 'named-volumes': named volume 'qdrant-data' is not mounted"),
     "service-dropped": Broken(
         lambda r: edit(_compose(r), "  open-webui:\n", "  open-webui-renamed:\n"),
         "matrix", "compose service 'open-webui': rule 'matrix-services'"),
@@ -119,6 +136,19 @@ HELM_VARIANTS: dict[str, Broken] = {
     "latest-image-in-values": Broken(
         lambda r: edit(_values(r), "    tag: 7.4.2-alpine", "    tag: latest"),
         "test_chart_rule and schema", "rule 'renders'"),
+    "untagged-init-image": Broken(
+        lambda r: edit(_template(r, "minio.yaml"), '  {{- include "swarm.image" (dict "image" .cfg.image) | nindent 2 }}\n  command: ["sh", "-c", "mkdir',
+                       '  image: busybox\n  command: ["sh", "-c", "mkdir'),
+        "test_chart_rule and pinned", "chart [defaults] StatefulSet/swarm-minio container 'create-bucket': rule 'pinned-images': image 'busybox' has no pinned tag"),
+    "claim-ignores-storage-class": Broken(
+        lambda r: edit(_template(r, "vllm.yaml"), '  {{- include "swarm.claimSpec" (dict "root" $ "size" $cfg.persistence.size) | nindent 2 }}',
+                       '  accessModes: ["ReadWriteOnce"]\n  resources:\n    requests:\n      storage: {{ $cfg.persistence.size }}'),
+        "test_chart_rule and storage",
+        """chart [global.storageClass="fast-ssd"] PersistentVolumeClaim/swarm-vllm-phi: rule 'storage': claim uses storageClassName None, not global.storageClass 'fast-ssd'"""),
+    "hpa-max-from-replicas": Broken(
+        lambda r: edit(_template(r, "ray.yaml"), "  maxReplicas: {{ .Values.ray.worker.autoscaling.maxReplicas }}", "  maxReplicas: {{ .Values.ray.worker.replicas }}"),
+        "test_chart_rule and autoscaling",
+        "chart [ray.worker.autoscaling.enabled=true] HorizontalPodAutoscaler/swarm-ray-worker: rule 'autoscaling': maxReplicas differs from ray.worker.autoscaling.maxReplicas"),
     # vLLM per device (vllm.phi.device): the rules of helm_vllm_rules, and the schema.
     "vllm-gpu-limit-stripped": Broken(
         lambda r: edit(_template(r, "vllm.yaml"), "  {{- toYaml .cfg.resources | nindent 2 }}",
@@ -175,3 +205,12 @@ def test_unbroken_copy_passes(asset_copy: Path, pytester: pytest.Pytester) -> No
     """The control: the same run on an untouched copy passes, so the failures above are the breaks'."""
     result = _run_static(pytester, asset_copy, "test_compose_rule or test_chart_rule")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+
+
+def test_every_rule_has_a_broken_variant() -> None:
+    """Each rule of the static suite is proven able to fail: some variant expects its failure line,
+    so a rule added without a broken variant fails here."""
+    expected = [broken.expected for broken in (*COMPOSE_VARIANTS.values(), *HELM_VARIANTS.values())]
+    rules = [rule.name for rule in (*compose_rules.RULES, *helm_rules.RULES, *helm_vllm_rules.RULES)]
+    missing = [name for name in rules if not any(f"rule '{name}'" in line for line in expected)]
+    assert not missing, f"rules without a broken variant: {', '.join(missing)}"
