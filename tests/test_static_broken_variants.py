@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from swarm_checks.static import compose_rules, helm_rules, helm_vllm_rules
+from swarm_checks.static import compose_rules, helm_reference_rules, helm_rules, helm_vllm_rules
 from tests.conftest import STATIC_SUITE, edit
 
 
@@ -92,6 +92,15 @@ COMPOSE_VARIANTS: dict[str, Broken] = {
     "service-dropped": Broken(
         lambda r: edit(_compose(r), "  open-webui:\n", "  open-webui-renamed:\n"),
         "matrix", "compose service 'open-webui': rule 'matrix-services'"),
+    "privileged-service": Broken(
+        lambda r: edit(_compose(r), "  redis:\n    <<: [*restart, *logging]\n", "  redis:\n    <<: [*restart, *logging]\n    privileged: true\n"),
+        "test_compose_rule and host-access", "compose service 'redis': rule 'no-host-access': privileged: true"),
+    "docker-socket-mounted": Broken(
+        lambda r: edit(_compose(r), "      - ray-data:/tmp/ray\n", "      - ray-data:/tmp/ray\n      - /var/run/docker.sock:/var/run/docker.sock\n"),
+        "test_compose_rule and host-access", "compose service 'ray-head': rule 'no-host-access': mounts the Docker socket /var/run/docker.sock"),
+    "host-path-mounted": Broken(
+        lambda r: edit(_compose(r), "      - qdrant-data:/qdrant/storage\n", "      - qdrant-data:/qdrant/storage\n      - /srv/qdrant:/qdrant/snapshots\n"),
+        "test_compose_rule and host-access", "compose service 'qdrant': rule 'no-host-access': mounts host path /srv/qdrant"),
     "invalid-compose-file": Broken(
         lambda r: edit(_compose(r), "services:\n  redis:\n", "services:\n  redis:\n    image: [unclosed\n"),
         "test_compose_rule and healthcheck", "invalid Compose file"),
@@ -137,7 +146,7 @@ HELM_VARIANTS: dict[str, Broken] = {
         lambda r: edit(_values(r), "    tag: 7.4.2-alpine", "    tag: latest"),
         "test_chart_rule and schema", "rule 'renders'"),
     "untagged-init-image": Broken(
-        lambda r: edit(_template(r, "minio.yaml"), '  {{- include "swarm.image" (dict "image" .cfg.image) | nindent 2 }}\n  command: ["sh", "-c", "mkdir',
+        lambda r: edit(_template(r, "minio.yaml"), '  {{- include "swarm.image" (dict "root" .root "image" .cfg.image) | nindent 2 }}\n  command: ["sh", "-c", "mkdir',
                        '  image: busybox\n  command: ["sh", "-c", "mkdir'),
         "test_chart_rule and pinned", "chart [defaults] StatefulSet/swarm-minio container 'create-bucket': rule 'pinned-images': image 'busybox' has no pinned tag"),
     "claim-ignores-storage-class": Broken(
@@ -169,6 +178,30 @@ HELM_VARIANTS: dict[str, Broken] = {
     "vllm-cpu-gpu-in-values": Broken(
         lambda r: edit(_values(r), '        limits: {cpu: "4", memory: 5Gi}', '        limits: {cpu: "4", memory: 5Gi, nvidia.com/gpu: 1}'),
         "test_chart_rule and vllm-device", "at '/vllm/phi/cpu/resources/limits': 'not' failed"),
+    "vllm-gpu-rolling-update": Broken(
+        lambda r: edit(_template(r, "vllm.yaml"), '"strategy" (dict "type" "Recreate") ', ""),
+        "test_chart_rule and gpu-rollout",
+        "chart [defaults] Deployment/swarm-vllm-phi: rule 'gpu-rollout': requests nvidia.com/gpu with strategy RollingUpdate"),
+    "scheduling-value-ignored": Broken(
+        lambda r: edit(_template(r, "_helpers.tpl"), "      {{- with .cfg.priorityClassName }}\n      priorityClassName: {{ . | quote }}\n      {{- end }}\n", ""),
+        "test_chart_rule and vllm-scheduling",
+        "chart [vllm-scheduling] Deployment/swarm-vllm-phi: rule 'vllm-scheduling': priorityClassName renders '', not vllm.phi.priorityClassName 'swarm-llm'"),
+    "vllm-gpu-not-tolerated": Broken(
+        lambda r: edit(_values(r), "    tolerations:\n      - {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}\n", "    tolerations: []\n"),
+        "test_chart_rule and vllm-scheduling",
+        "chart [defaults] Deployment/swarm-vllm-phi: rule 'vllm-scheduling': GPU mode without a toleration of the nvidia.com/gpu:NoSchedule taint"),
+    "image-bypasses-registry": Broken(
+        lambda r: edit(_template(r, "minio.yaml"), '  {{- include "swarm.image" (dict "root" .root "image" .cfg.image) | nindent 2 }}\n  command: ["sh", "-c", "mkdir',
+                       '  image: {{ printf "%s:%s" .cfg.image.repository .cfg.image.tag | quote }}\n  command: ["sh", "-c", "mkdir'),
+        "test_chart_rule and image-registry",
+        """chart [global.imageRegistry="registry.example.com:5000/swarm"] StatefulSet/swarm-minio container 'create-bucket': rule 'image-registry': image 'minio/minio:RELEASE.2025-04-22T22-12-26Z' does not start with"""),
+    "image-registry-with-scheme": Broken(
+        lambda r: edit(_values(r), '  imageRegistry: ""', '  imageRegistry: "https://registry.example.com"'),
+        "test_chart_rule and schema", "at '/global/imageRegistry'"),
+    "service-targets-undeclared-port": Broken(
+        lambda r: edit(_template(r, "redis.yaml"), '(list (dict "name" "redis" "port" 6379))', '(list (dict "name" "redis" "port" 6379 "targetPort" "redis-tls"))'),
+        "test_chart_rule and service-targets",
+        "chart [defaults] Service/swarm-redis: rule 'service-targets': port 'redis' targets 'redis-tls', which no container of StatefulSet/swarm-redis declares"),
 }
 
 
@@ -211,6 +244,6 @@ def test_every_rule_has_a_broken_variant() -> None:
     """Each rule of the static suite is proven able to fail: some variant expects its failure line,
     so a rule added without a broken variant fails here."""
     expected = [broken.expected for broken in (*COMPOSE_VARIANTS.values(), *HELM_VARIANTS.values())]
-    rules = [rule.name for rule in (*compose_rules.RULES, *helm_rules.RULES, *helm_vllm_rules.RULES)]
+    rules = [rule.name for rule in (*compose_rules.RULES, *helm_rules.RULES, *helm_vllm_rules.RULES, *helm_reference_rules.RULES)]
     missing = [name for name in rules if not any(f"rule '{name}'" in line for line in expected)]
     assert not missing, f"rules without a broken variant: {', '.join(missing)}"

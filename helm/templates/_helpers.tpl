@@ -54,8 +54,12 @@ capabilities:
   drop: ["ALL"]
 {{- end }}
 
+{{/* A container's image, prefixed with global.imageRegistry when set. (dict "root" $ "image" values) */}}
 {{- define "swarm.image" -}}
-image: {{ printf "%s:%s" .image.repository (toString .image.tag) | quote }}
+{{- $registry := trimSuffix "/" (toString (.root.Values.global.imageRegistry | default "")) }}
+{{- $repository := .image.repository }}
+{{- if $registry }}{{ $repository = printf "%s/%s" $registry $repository }}{{ end }}
+image: {{ printf "%s:%s" $repository (toString .image.tag) | quote }}
 imagePullPolicy: {{ .image.pullPolicy | default "IfNotPresent" }}
 {{- end }}
 
@@ -79,6 +83,8 @@ The generic workload. Parameters:
   volumes                optional rendered YAML list of extra volumes (a /tmp emptyDir is always there)
   claims                 optional list of (dict "name" n "size" s) for StatefulSet volumeClaimTemplates
   replicas               omitted when "auto" (an HPA owns the count)
+  strategy               optional Deployment strategy (the GPU vLLM Deployments: Recreate)
+Scheduling comes from cfg when set: priorityClassName, runtimeClassName, nodeSelector, affinity, tolerations.
 */}}
 {{- define "swarm.workload" -}}
 apiVersion: apps/v1
@@ -93,6 +99,10 @@ spec:
   {{- end }}
   {{- if ne (toString .replicas) "auto" }}
   replicas: {{ .replicas | default 1 }}
+  {{- end }}
+  {{- with .strategy }}
+  strategy:
+    {{- toYaml . | nindent 4 }}
   {{- end }}
   selector:
     matchLabels:
@@ -112,8 +122,18 @@ spec:
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+      {{- with .cfg.priorityClassName }}
+      priorityClassName: {{ . | quote }}
+      {{- end }}
+      {{- with .cfg.runtimeClassName }}
+      runtimeClassName: {{ . | quote }}
+      {{- end }}
       {{- with .cfg.nodeSelector }}
       nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .cfg.affinity }}
+      affinity:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       {{- with .cfg.tolerations }}
@@ -165,7 +185,7 @@ spec:
     {{- range .ports }}
     - name: {{ .name }}
       port: {{ .port }}
-      targetPort: {{ .port }}
+      targetPort: {{ .targetPort | default .port }}
       protocol: TCP
     {{- end }}
 {{- end }}

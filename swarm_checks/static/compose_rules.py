@@ -271,6 +271,31 @@ def check_named_volumes(assets: ComposeAssets) -> Iterator[Violation]:
                 yield Violation(_obj(name), "named-volumes", f"named volume {volume!r} is not mounted (storage matrix)")
 
 
+# The only host paths a service may mount: the repository's own config files, read-only.
+HOST_MOUNT_DIRS = ("configs",)
+_DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+
+
+def check_host_access(assets: ComposeAssets) -> Iterator[Violation]:
+    allowed = [(assets.compose_file.parent / d).resolve() for d in HOST_MOUNT_DIRS]
+    for name, service in _each(assets):
+        if service.get("privileged"):
+            yield Violation(_obj(name), "no-host-access", "privileged: true gives the container the host's devices and capabilities")
+        for flag in ("pid", "network_mode"):
+            if service.get(flag) == "host":
+                yield Violation(_obj(name), "no-host-access", f"{flag}: host shares the host's {flag.split('_')[0]} namespace")
+        for volume in service.get("volumes") or []:
+            if not isinstance(volume, dict) or volume.get("type") != "bind":
+                continue
+            source = str(volume.get("source") or "")
+            if source in _DOCKER_SOCKETS or source.endswith("/docker.sock") or volume.get("target") in _DOCKER_SOCKETS:
+                yield Violation(_obj(name), "no-host-access", f"mounts the Docker socket {source}: root on the host")
+            elif not any(Path(source).resolve().is_relative_to(d) for d in allowed):
+                yield Violation(_obj(name), "no-host-access", f"mounts host path {source}: only files under compose/{', compose/'.join(HOST_MOUNT_DIRS)} may be mounted")
+            elif not volume.get("read_only"):
+                yield Violation(_obj(name), "no-host-access", f"mounts {source} writable: mount config files read-only (:ro)")
+
+
 def check_env_documented(assets: ComposeAssets) -> Iterator[Violation]:
     if not assets.env_example.exists():
         yield Violation(str(assets.env_example), "env-documented", "missing: document every variable the Compose file reads")
@@ -367,6 +392,7 @@ RULES: tuple[Rule[ComposeAssets], ...] = (
     Rule("depends-on", "depends_on as the dependency matrix says", check_depends_on),
     Rule("network-address", "the matrix's addresses on the swarm network", check_network_address),
     Rule("named-volumes", "state in the named volumes of the storage matrix", check_named_volumes),
+    Rule("no-host-access", "not privileged, no Docker socket, host mounts only from compose/configs, read-only", check_host_access),
     Rule("env-documented", "every variable documented in .env.example", check_env_documented),
     Rule("no-secret-literal", "no secret written into the Compose file", check_no_secret_literal),
     Rule("upstream-requirements", "what Langfuse, ClickHouse, Redis and PostgreSQL require", check_upstream_requirements),

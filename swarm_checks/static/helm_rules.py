@@ -44,6 +44,20 @@ FLAGS: dict[str, dict[str, Any]] = {
 # Settings with more than two values: each value other than the default, in its own render.
 CHOICES: dict[str, tuple[Any, ...]] = {
     "vllm.phi.device": ("gpu", "cpu"),
+    "global.imageRegistry": ("", "registry.example.com:5000/swarm"),
+}
+# Renders that set several values at once: every scheduling value of the vLLM pods (GPU slots, then
+# the primary slot on CPUs), so that a template ignoring one is caught (helm_vllm_rules).
+_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+    {"matchExpressions": [{"key": "swarm.io/pool", "operator": "In", "values": ["llm"]}]}]}}}
+_SCHEDULING = {"nodeSelector": {"kubernetes.io/os": "linux"}, "affinity": _AFFINITY, "priorityClassName": "swarm-llm",
+               "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                               {"key": "swarm.io/dedicated", "operator": "Equal", "value": "llm", "effect": "NoExecute"}]}
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "vllm-scheduling": {"vllm": {"phi": {**_SCHEDULING, "runtimeClassName": "nvidia", "gpuMemoryUtilization": 0.45},
+                                 "large": {**_SCHEDULING, "runtimeClassName": "nvidia", "enabled": True, "gpuMemoryUtilization": 0.45}}},
+    "vllm-scheduling-cpu": {"vllm": {"phi": {"device": "cpu", "cpu": {**_SCHEDULING, "tolerations": _SCHEDULING["tolerations"][1:],
+                                                                      "runtimeClassName": "runc"}}}},
 }
 
 
@@ -89,7 +103,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def variants(defaults: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Overrides per variant: the defaults, each flag flipped alone, each other choice of a
-    setting alone, and every flag on."""
+    setting alone, the scenarios, and every flag on."""
     result: dict[str, dict[str, Any]] = {"defaults": {}}
     everything: dict[str, Any] = {}
     for flag, extra in FLAGS.items():
@@ -107,6 +121,8 @@ def variants(defaults: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                 overrides = {}
                 _set(overrides, setting, choice)
                 result[f"{setting}={json.dumps(choice)}"] = overrides
+    for name, overrides in SCENARIOS.items():
+        result[name] = copy.deepcopy(overrides)
     _merge(everything, {"vllm": {"phi": {"gpuMemoryUtilization": 0.45}, "large": {"gpuMemoryUtilization": 0.45}}})
     result["everything-on"] = everything
     return result

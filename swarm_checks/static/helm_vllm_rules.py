@@ -123,9 +123,55 @@ def check_startup(render: ChartRender) -> Iterator[Violation]:
             yield _v(render, doc, "vllm-startup", f"startupProbe allows {budget}s for model loading ({wanted} mode needs >= {needed}s)", container.get("name"))
 
 
+def _requests_gpu(spec: Mapping[str, Any]) -> bool:
+    return any(GPU in ((c.get("resources") or {}).get(section) or {})
+               for c in spec.get("containers") or [] for section in ("requests", "limits"))
+
+
+def check_gpu_rollout(render: ChartRender) -> Iterator[Violation]:
+    """A rolling update surges a second pod before the first goes: on a GPU it waits for a second GPU."""
+    for doc, spec in _pods(render):
+        if doc.get("kind") != "Deployment" or not _requests_gpu(spec):
+            continue
+        strategy = (doc.get("spec") or {}).get("strategy") or {}
+        kind = strategy.get("type", "RollingUpdate")
+        if kind == "Recreate":
+            continue
+        surge = (strategy.get("rollingUpdate") or {}).get("maxSurge", "25%")
+        if str(surge) not in ("0", "0%"):
+            yield _v(render, doc, "gpu-rollout", f"requests {GPU} with strategy {kind} (maxSurge {surge}): a rollout would wait for a second GPU; use Recreate or maxSurge 0")
+
+
+# The pod-spec fields the scheduling values of a slot map to, and their empty value.
+SCHEDULING = {"nodeSelector": {}, "affinity": {}, "tolerations": [], "priorityClassName": "", "runtimeClassName": ""}
+
+
+def _tolerates_gpu(toleration: Mapping[str, Any]) -> bool:
+    key, operator = toleration.get("key"), toleration.get("operator", "Equal")
+    return (key == GPU or (key in (None, "") and operator == "Exists")) and toleration.get("effect") in (None, "", "NoSchedule")
+
+
+def check_scheduling(render: ChartRender) -> Iterator[Violation]:
+    """The slot's scheduling values (vllm.<slot>, or vllm.<slot>.cpu in CPU mode) render in the pod spec."""
+    for doc, spec in _pods(render):
+        if not _component(doc).startswith("vllm-"):
+            continue
+        slot, wanted = _component(doc).removeprefix("vllm-"), device(render, doc)
+        prefix = f"vllm.{slot}.cpu" if wanted == "cpu" else f"vllm.{slot}"
+        for field, empty in SCHEDULING.items():
+            value = render.get(f"{prefix}.{field}") or empty
+            rendered = spec.get(field) or empty
+            if rendered != value:
+                yield _v(render, doc, "vllm-scheduling", f"{field} renders {rendered!r}, not {prefix}.{field} {value!r}")
+        if wanted == "gpu" and not any(_tolerates_gpu(t) for t in spec.get("tolerations") or []):
+            yield _v(render, doc, "vllm-scheduling", f"GPU mode without a toleration of the {GPU}:NoSchedule taint GPU nodes carry")
+
+
 RULES: tuple[Rule[ChartRender], ...] = (
     Rule("vllm-device", "a GPU limit in GPU mode; in CPU mode no GPU and the CPU image", check_device),
     Rule("vllm-shm", "a memory-backed, size-limited /dev/shm", check_shm),
     Rule("vllm-limits", "cpu and memory limits; memory that holds /dev/shm, the KV cache and the engine", check_limits),
     Rule("vllm-startup", "a startupProbe long enough for the device's model loading", check_startup),
+    Rule("gpu-rollout", "Deployments requesting a GPU roll out with Recreate or maxSurge 0", check_gpu_rollout),
+    Rule("vllm-scheduling", "the slot's tolerations, nodeSelector, affinity, priority and runtime classes render", check_scheduling),
 )
