@@ -2,6 +2,8 @@
 
 The streaming path relays the upstream's bytes as they arrive (no parsing beyond counting
 events and spotting the usage chunk) and closes the upstream request when the client goes away.
+The key and the rate limits are decided from the headers before the body is read (intake.py
+reads it, bounded); any exception the handlers did not foresee is still a 500 in OpenAI's shape.
 Run it with `uvicorn swarm_proxy.app:create_app --factory`.
 """
 from __future__ import annotations
@@ -16,56 +18,33 @@ import httpx
 import redis.asyncio as redis_asyncio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
 
 from swarm_proxy.cache import ResponseCache, cache_key, cacheable
 from swarm_proxy.config import OPENAI, ClientKey, Settings, from_environment
-from swarm_proxy.errors import ProxyError, bad_request, unauthorized
+from swarm_proxy.errors import ProxyError, bad_request, documented, internal_error, unauthorized
+from swarm_proxy.intake import component_schemas, parse_body, read_body, request_body_openapi
 from swarm_proxy.ratelimit import RateLimiter
 from swarm_proxy.telemetry import CANCELLED, LATENCY, RATE_LIMITED, REQUESTS, TOKENS, LangfuseTracer, event
 from swarm_proxy.upstream import Upstreams, as_proxy_error
 
 VERSION = "0.2.0"
-
-
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class ChatMessage(_Open):
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-
-
-class ChatCompletionRequest(_Open):
-    model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-
-
-class CompletionRequest(_Open):
-    model: str = Field(min_length=1)
-    prompt: str | list[str]
-    stream: bool = False
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-
-
-class EmbeddingRequest(_Open):
-    model: str = Field(min_length=1)
-    input: str | list[str]
+RELAYED = documented(400, 401, 404, 413, 429, 500, 502, 504)
 
 
 def _usage(content: bytes) -> dict[str, int]:
+    """The whole-number counts of an answer's `usage`; anything else an upstream sends (a string,
+    a list, no JSON at all) counts as no usage rather than failing an answer already made."""
     try:
-        usage = json.loads(content).get("usage") or {}
-    except (ValueError, AttributeError):
+        answer = json.loads(content)
+    except ValueError:
         return {}
-    return {k: int(v) for k, v in usage.items() if isinstance(v, int)}
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    if not isinstance(usage, dict):
+        return {}
+    return {str(k): v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
 
 
 def _usage_from_events(chunk: bytes) -> dict[str, int]:
@@ -103,6 +82,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def proxy_error(request: Request, error: ProxyError) -> JSONResponse:
         return error.response()
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Starlette still logs the traceback; the client gets OpenAI's shape, not text/plain.
+        REQUESTS.labels(request.url.path, "500").inc()
+        event("unexpected error", endpoint=request.url.path, error=type(error).__name__)
+        return internal_error().response()
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
@@ -113,8 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return bad_request(f"Invalid request: {where or 'body'}: {first.get('msg', 'invalid')}.", where).response()
 
     def client_key(request: Request) -> ClientKey:
-        header = request.headers.get("authorization", "")
-        client = settings.keys.get(header[7:]) if header.startswith("Bearer ") else None
+        # Decided from the header alone: no endpoint parameter makes FastAPI read the body first.
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        client = settings.keys.get(token.strip()) if scheme.lower() == "bearer" else None
         if client is None:
             REQUESTS.labels(request.url.path, "401").inc()
             raise unauthorized()
@@ -151,7 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/models", tags=["openai"])
+    @app.get("/v1/models", tags=["openai"], responses=documented(401, 500))
     async def models(request: Request, client: ClientKey = Depends(client_key)) -> JSONResponse:
         """The union of the models every upstream serves."""
         upstreams: Upstreams = request.app.state.upstreams
@@ -176,10 +163,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             RATE_LIMITED.labels(verdict.limit).inc()
             REQUESTS.labels(endpoint, "429").inc()
             raise ProxyError(429, f"Rate limit reached for {verdict.limit} per minute on this key; retry after "
-                                  f"{verdict.retry_after} s.", "requests", "rate_limit_exceeded",
+                                  f"{verdict.retry_after} s.", verdict.limit, "rate_limit_exceeded",
                              headers={**verdict.headers, "Retry-After": str(verdict.retry_after)})
-        raw = await request.body()
-        body = json.loads(raw)
+        try:
+            raw = await read_body(request, settings.max_body_bytes)
+            body = parse_body(path, raw, settings.max_messages)
+        except ProxyError as error:
+            REQUESTS.labels(endpoint, str(error.status)).inc()
+            raise
         model = str(body.get("model"))
         upstreams: Upstreams = request.app.state.upstreams
         route = await upstreams.resolve(model)
@@ -188,7 +179,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         if not body.get("stream"):
             cache: ResponseCache = request.app.state.cache
-            key = cache_key(path, body) if cacheable(body) and cache.active else None
+            scope = client.key_id if settings.cache_scope == "key" else "shared"
+            key = cache_key(path, body, scope) if cacheable(body) and cache.active else None
             if key is not None:
                 hit = await cache.get(key)
                 if hit is not None:
@@ -265,20 +257,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return StreamingResponse(events(), media_type=upstream.headers.get("content-type", "text/event-stream"),
                                  headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.post("/v1/chat/completions", tags=["openai"])
-    async def chat_completions(request: Request, body: ChatCompletionRequest,
-                               client: ClientKey = Depends(client_key)) -> Response:
+    # No body parameter (see intake.py): the bodies are documented through openapi_extra.
+    @app.post("/v1/chat/completions", tags=["openai"], openapi_extra=request_body_openapi("chat/completions"), responses=RELAYED)
+    async def chat_completions(request: Request, client: ClientKey = Depends(client_key)) -> Response:
         """Chat completions, streaming or not, routed by model."""
         return await relay(request, "chat/completions", client)
 
-    @app.post("/v1/completions", tags=["openai"])
-    async def completions(request: Request, body: CompletionRequest, client: ClientKey = Depends(client_key)) -> Response:
+    @app.post("/v1/completions", tags=["openai"], openapi_extra=request_body_openapi("completions"), responses=RELAYED)
+    async def completions(request: Request, client: ClientKey = Depends(client_key)) -> Response:
         """Text completions, streaming or not, routed by model."""
         return await relay(request, "completions", client)
 
-    @app.post("/v1/embeddings", tags=["openai"])
-    async def embeddings(request: Request, body: EmbeddingRequest, client: ClientKey = Depends(client_key)) -> Response:
+    @app.post("/v1/embeddings", tags=["openai"], openapi_extra=request_body_openapi("embeddings"), responses=RELAYED)
+    async def embeddings(request: Request, client: ClientKey = Depends(client_key)) -> Response:
         """Embeddings, routed by model."""
         return await relay(request, "embeddings", client)
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the body models' schemas, which the operations refer to."""
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            document.setdefault("components", {}).setdefault("schemas", {}).update(component_schemas())
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

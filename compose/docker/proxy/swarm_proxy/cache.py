@@ -1,6 +1,10 @@
 """Optional response cache in Redis for non-streaming, temperature-0 requests.
 
-Key: the endpoint, the model and the canonical JSON of the body (sorted keys, no spaces), hashed.
+Key: the scope, the endpoint, the model and the canonical JSON of the body (sorted keys, no
+spaces, ASCII escapes: a lone surrogate such as "\ud800" is valid JSON but cannot be UTF-8
+encoded), hashed. The scope is the client's key id by default, so that one key neither gets
+another key's answer nor learns from `x-cache: hit` that someone asked the same;
+PROXY_CACHE_SCOPE=shared makes it one scope for every key.
 Only answers with status 200 are stored. Any Redis error bypasses the cache (logged once).
 """
 from __future__ import annotations
@@ -22,10 +26,11 @@ def cacheable(body: dict[str, Any]) -> bool:
     return not body.get("stream") and body.get("temperature") in (0, 0.0)
 
 
-def cache_key(endpoint: str, body: dict[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(f"{endpoint}\n{canonical}".encode()).hexdigest()
-    return f"swarm-proxy:cache:{body.get('model', '')}:{digest}"
+def cache_key(endpoint: str, body: dict[str, Any], scope: str = "shared") -> str:
+    """The Redis key of an answer; `scope` is a key id, or "shared"."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    digest = hashlib.sha256(f"{scope}\n{endpoint}\n{canonical}".encode()).hexdigest()
+    return f"swarm-proxy:cache:{digest}"
 
 
 class ResponseCache:

@@ -9,6 +9,10 @@ OPENAI_API_KEY        sent to the `openai` upstream; OPENAI_BASE_URL overrides i
 REDIS_URL             shared rate limits and the response cache (optional)
 PROXY_CACHE           cache non-streaming temperature-0 answers in Redis (default true)
 PROXY_CACHE_TTL       seconds a cached answer lives (default 300)
+PROXY_CACHE_SCOPE     `key` (default): an answer is cached for the key that asked, so no key learns
+                      what another asked; `shared`: one cache for all keys (they trust each other)
+PROXY_MAX_BODY_BYTES  largest request body read (default 4194304 = 4 MiB; larger is a 413)
+PROXY_MAX_MESSAGES    most `messages` in a chat request (default 2048, OpenAI's; 0 = no cap)
 PROXY_RETRIES         retries of a failed upstream connection before any byte is sent (default 2)
 PROXY_UPSTREAM_TIMEOUT, PROXY_CONNECT_TIMEOUT   seconds (default 300 and 5)
 LANGFUSE_HOST, LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY   optional request tracing (no prompts)
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 OPENAI = "openai"
+CACHE_SCOPES = ("key", "shared")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class Settings:
     redis_url: str = field(default="", repr=False)
     cache_enabled: bool = True
     cache_ttl: int = 300
+    cache_scope: str = "key"  # or "shared"
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_messages: int = 2048
     retries: int = 2
     upstream_timeout: float = 300.0
     connect_timeout: float = 5.0
@@ -103,6 +111,12 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     keys = parse_keys(env.get("PROXY_API_KEYS", ""), _int(env, "PROXY_DEFAULT_RPM", 600), _int(env, "PROXY_DEFAULT_TPM", 200_000))
     if not keys:
         raise SystemExit("proxy: PROXY_API_KEYS is empty: set at least one client key")
+    cache_scope = env.get("PROXY_CACHE_SCOPE", "key").strip().lower() or "key"
+    if cache_scope not in CACHE_SCOPES:
+        raise SystemExit(f"proxy: PROXY_CACHE_SCOPE must be one of {', '.join(CACHE_SCOPES)}, got {cache_scope!r}")
+    max_body_bytes = _int(env, "PROXY_MAX_BODY_BYTES", 4 * 1024 * 1024)
+    if max_body_bytes < 1:
+        raise SystemExit("proxy: PROXY_MAX_BODY_BYTES must be a positive number of bytes")
     return Settings(
         keys=keys,
         routes=parse_routes(env.get("PROXY_ROUTES", "gpt-4*=openai,*=http://llm:8000/v1")),
@@ -111,6 +125,9 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=env.get("REDIS_URL", ""),
         cache_enabled=env.get("PROXY_CACHE", "true").lower() in ("1", "true", "yes", "on"),
         cache_ttl=_int(env, "PROXY_CACHE_TTL", 300),
+        cache_scope=cache_scope,
+        max_body_bytes=max_body_bytes,
+        max_messages=_int(env, "PROXY_MAX_MESSAGES", 2048),
         retries=_int(env, "PROXY_RETRIES", 2),
         upstream_timeout=float(env.get("PROXY_UPSTREAM_TIMEOUT", "300")),
         connect_timeout=float(env.get("PROXY_CONNECT_TIMEOUT", "5")),

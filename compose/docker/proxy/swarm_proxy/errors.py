@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 
 class ProxyError(Exception):
@@ -18,6 +19,26 @@ class ProxyError(Exception):
     def response(self) -> JSONResponse:
         body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
         return JSONResponse(status_code=self.status, content=body, headers=self.headers)
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The error body, documented in /openapi.json so that a contract test can check the shape."""
+
+    error: ErrorDetail
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """`responses=` for a route: each status the proxy may answer with, in OpenAI's shape."""
+    why = {400: "Invalid request", 401: "Missing or wrong key", 404: "Model not routed", 413: "Body too large",
+           429: "Rate limit reached", 500: "Unforeseen failure", 502: "Upstream unreachable", 504: "Upstream timeout"}
+    return {status: {"model": ErrorResponse, "description": why[status]} for status in statuses}
 
 
 def unauthorized() -> ProxyError:
@@ -40,3 +61,8 @@ def upstream_unreachable(detail: str) -> ProxyError:
 
 def upstream_timeout() -> ProxyError:
     return ProxyError(504, "The upstream model server did not answer in time.", "upstream_error", "upstream_timeout")
+
+
+def internal_error() -> ProxyError:
+    """What any unforeseen failure answers: OpenAI's shape, no detail (that goes to the log)."""
+    return ProxyError(500, "The proxy failed to handle the request.", "server_error", "internal_error")

@@ -37,8 +37,17 @@ async def _none() -> None:
     return None
 
 
+WINDOW = 60  # seconds: every limit is per minute
+
+
+def _wait(seconds: float) -> int:
+    """Whole seconds to wait, 1..WINDOW: Redis reports a window's TTL in whole seconds, read after
+    `now`, so the raw difference can exceed the window by a fraction (and ceil made it 61)."""
+    return min(WINDOW, math.ceil(max(1.0, seconds)))
+
+
 def _reset(seconds: float) -> str:
-    return f"{max(0.0, seconds):.0f}s"
+    return f"{min(float(WINDOW), max(0.0, seconds)):.0f}s"
 
 
 class RateLimiter:
@@ -94,13 +103,13 @@ class RateLimiter:
                         "x-ratelimit-remaining-requests": str(max(0, rpm_stats.remaining)),
                         "x-ratelimit-reset-requests": _reset(rpm_stats.reset_time - now)}
             if not ok:
-                allowed, retry_after, which = False, math.ceil(max(1.0, rpm_stats.reset_time - now)), "requests"
+                allowed, retry_after, which = False, _wait(rpm_stats.reset_time - now), "requests"
         if tpm_stats is not None:
             headers |= {"x-ratelimit-limit-tokens": str(client.tpm),
                         "x-ratelimit-remaining-tokens": str(max(0, tpm_stats.remaining)),
                         "x-ratelimit-reset-tokens": _reset(tpm_stats.reset_time - now)}
             if allowed and tpm_stats.remaining <= 0:
-                allowed, retry_after, which = False, math.ceil(max(1.0, tpm_stats.reset_time - now)), "tokens"
+                allowed, retry_after, which = False, _wait(tpm_stats.reset_time - now), "tokens"
         return Verdict(allowed, headers, retry_after, which)
 
     async def charge_tokens(self, client: ClientKey, tokens: int) -> None:
