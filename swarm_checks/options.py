@@ -78,6 +78,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("--log-dir", "log_dir", "SWARM_LOG_DIR", "path", None,
                "where service logs and the readiness record are written (default: beside the --html "
                "report, else reports/)", must_exist=False),
+    OptionSpec("--contract-examples", "contract_examples", "SWARM_CONTRACT_EXAMPLES", "str", "5",
+               "examples Hypothesis generates per property of suites/contracts (a whole number; each costs "
+               "a request or two against the live stack)"),
 )
 
 _INI_TYPES = {"str": "string", "path": "string", "list": "args", "paths": "args", "bool": "bool", "float": "string"}
@@ -128,6 +131,7 @@ class SwarmSettings:
     stack_timeout: float
     log_dir: Path | None
     rootdir: Path
+    contract_examples: str = "5"
     explicit: frozenset[str] = field(default_factory=frozenset)
 
     def compose_env_files(self) -> tuple[Path, ...]:
