@@ -49,7 +49,7 @@ test: ## the live suites on the CPU stack, then the framework's tests and the st
 
 test-live: ## stand up the CPU stack, run suites/smoke and suites/health against it, tear it down
 	@test -x $(PYTEST) || { echo "swarm: $(PYTEST) not found: run 'make setup' first" >&2; exit 2; }
-	$(PYTEST) suites/smoke suites/health suites/load suites/gpu $(LIVE_ARGS) \
+	$(PYTEST) suites/smoke suites/health suites/load suites/gpu suites/contracts $(LIVE_ARGS) \
 	    --html=reports/live.html --self-contained-html
 
 test-framework: ## the framework's own tests and the static suite (no stack of the user's needed)
@@ -70,6 +70,18 @@ compose-build: ## build the images made here with BuildKit (Ray head and worker,
 
 compose-clean: ## stop the stack and delete its volumes (all data)
 	$(COMPOSE) --profile '*' down --volumes --remove-orphans
+
+# Backups of the running stack's state (PostgreSQL, Redis; ClickHouse and Qdrant where they run).
+# BACKUP_DIR: where to write (default backups/<UTC time>) or what to restore (default the newest).
+BACKUP_DIR ?=
+SWARM_ENV_FILES ?= $(ENV_FILE) $(wildcard $(IMAGES_ENV))
+.PHONY: backup restore
+
+backup: ## back up the running stack into BACKUP_DIR: pg_dump per database, a Redis RDB, ClickHouse and Qdrant if deployed
+	SWARM_ENV_FILES="$(SWARM_ENV_FILES)" scripts/backup.sh $(BACKUP_DIR)
+
+restore: ## restore BACKUP_DIR (default: the newest under backups/) into the running stack
+	SWARM_ENV_FILES="$(SWARM_ENV_FILES)" scripts/restore.sh $(BACKUP_DIR)
 
 k8s-install: ## install the chart as RELEASE in NAMESPACE
 	NAMESPACE=$(NAMESPACE) RELEASE=$(RELEASE) scripts/deploy.sh k8s install
