@@ -29,6 +29,7 @@ class Scripted:
     def __init__(self) -> None:
         self.usage: Any = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
         self.served = 0
+        self.error: tuple[int, str, bytes] | None = None  # (status, content type, body) to answer instead
 
     def completion(self) -> dict[str, Any]:
         self.served += 1
@@ -58,6 +59,9 @@ def scripted() -> Iterator[tuple[str, Scripted]]:
 
         def do_POST(self) -> None:  # noqa: N802
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            if script.error is not None:
+                self._send(script.error[0], script.error[2], script.error[1])
+                return
             answer = script.completion()
             if request.get("stream"):
                 events = (f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'hi'}}]})}\n\n"
@@ -282,6 +286,53 @@ def test_odd_bodies_are_400s_in_openais_shape(start_proxy, raw: bytes) -> None:
     response = httpx.post(proxy.base_url + "/chat/completions", content=raw, timeout=30,
                           headers={"Authorization": f"Bearer {proxy.key}", "Content-Type": "application/json"})
     assert response.status_code == 400, response.text[:300]
+    assert _openai_error(response.content)["type"] == "invalid_request_error"
+
+
+UPSTREAM_ERRORS = {
+    "text/plain 500": ((500, "text/plain", b"Internal Server Error"), 502),
+    "FastAPI 404": ((404, "application/json", b'{"detail":"Not Found"}'), 404),
+    "HTML 503": ((503, "text/html", b"<html><body>overloaded</body></html>"), 503),
+    "JSON 500 in OpenAI shape": ((500, "application/json",
+                                  b'{"error": {"message": "EngineCore died", "type": "InternalServerError"}}'), 502),
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("case", list(UPSTREAM_ERRORS))
+def test_an_upstream_error_outside_openais_shape_is_relayed_in_it(start_proxy, scripted, case: str, stream: bool) -> None:
+    """The proxy is a gateway: an upstream's 500 is a 502 (never the proxy's own 500), and every
+    error a client gets parses as OpenAI's, whatever the upstream sent."""
+    upstream, script = scripted
+    script.error, expected = UPSTREAM_ERRORS[case]
+    proxy = start_proxy(upstream=upstream)
+    response = httpx.post(proxy.base_url + "/chat/completions", timeout=30, headers={"Authorization": f"Bearer {proxy.key}"},
+                          json={"model": MODEL, "messages": HELLO, "stream": stream})
+    assert response.status_code == expected, response.text[:300]
+    error = _openai_error(response.content)
+    assert error["message"], error
+    if b"EngineCore" in script.error[2]:
+        assert "EngineCore died" in error["message"], error
+
+
+def test_an_upstream_4xx_in_openais_shape_is_relayed_byte_for_byte(start_proxy, scripted) -> None:
+    upstream, script = scripted
+    body = b'{"error": {"message": "max_tokens is too large", "type": "BadRequestError", "param": "max_tokens", "code": 400}}'
+    script.error = (400, "application/json", body)
+    proxy = start_proxy(upstream=upstream)
+    response = httpx.post(proxy.base_url + "/chat/completions", timeout=30, headers={"Authorization": f"Bearer {proxy.key}"},
+                          json={"model": MODEL, "messages": HELLO})
+    assert (response.status_code, response.content) == (400, body)
+
+
+def test_embeddings_for_an_engine_without_them_are_an_openai_error(start_proxy) -> None:
+    """The real engine serves a generative model: its /v1/embeddings is FastAPI's bare 404."""
+    proxy = start_proxy()
+    response = httpx.post(proxy.base_url + "/embeddings", timeout=60, headers={"Authorization": f"Bearer {proxy.key}"},
+                          json={"model": MODEL, "input": "hello"})
+    if response.status_code == 200:
+        pytest.skip("this engine serves embeddings for its model: nothing to relay")
+    assert 400 <= response.status_code < 500, response.text[:300]
     assert _openai_error(response.content)["type"] == "invalid_request_error"
 
 

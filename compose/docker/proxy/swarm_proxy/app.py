@@ -24,14 +24,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from swarm_proxy.cache import ResponseCache, cache_key, cacheable
 from swarm_proxy.config import OPENAI, ClientKey, Settings, from_environment
-from swarm_proxy.errors import ProxyError, bad_request, documented, internal_error, unauthorized
+from swarm_proxy.errors import ProxyError, bad_request, documented, internal_error, relayed_error, unauthorized
 from swarm_proxy.intake import component_schemas, parse_body, read_body, request_body_openapi
 from swarm_proxy.ratelimit import RateLimiter
 from swarm_proxy.telemetry import CANCELLED, LATENCY, RATE_LIMITED, REQUESTS, TOKENS, LangfuseTracer, event
 from swarm_proxy.upstream import Upstreams, as_proxy_error
 
 VERSION = "0.2.0"
-RELAYED = documented(400, 401, 404, 413, 429, 500, 502, 504)
+RELAYED = documented(400, 401, 404, 413, 429, 500, 502, 503, 504)
 
 
 def _usage(content: bytes) -> dict[str, int]:
@@ -199,6 +199,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 REQUESTS.labels(endpoint, str(failure.status)).inc()
                 event("request", **log_fields, status=failure.status, error=failure.code)
                 raise failure from None
+            if upstream.status_code != 200 and (failure := relayed_error(upstream.status_code, content, endpoint)):
+                REQUESTS.labels(endpoint, str(failure.status)).inc()
+                event("request", **log_fields, status=failure.status, upstream_status=upstream.status_code)
+                raise failure
             usage = _usage(content) if upstream.status_code == 200 else {}
             await limiter.charge_tokens(client, usage.get("total_tokens", 0))
             TOKENS.inc(usage.get("total_tokens", 0))
@@ -222,6 +226,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if upstream.status_code != 200:
             content = await upstream.aread()
             await upstream.aclose()
+            if failure := relayed_error(upstream.status_code, content, endpoint):
+                REQUESTS.labels(endpoint, str(failure.status)).inc()
+                raise failure
             REQUESTS.labels(endpoint, str(upstream.status_code)).inc()
             return Response(content, status_code=upstream.status_code,
                             media_type=upstream.headers.get("content-type", "application/json"), headers=headers)
