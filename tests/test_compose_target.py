@@ -251,3 +251,29 @@ def test_keep_then_reuse_then_clean(run_inner, pytester: pytest.Pytester, monkey
     finally:
         orphans.remove_project(project)
     _assert_nothing_left(project)
+
+
+def test_a_service_started_again_is_reached_on_its_new_port(run_inner) -> None:
+    """Stopped and started, a container gets a new random host port: the target reads it afresh,
+    so the tests after a fault (and the state other workers read) reach the service."""
+    result, _ = run_inner("""
+import redis
+
+def test_fault_then_reach(swarm_endpoint, swarm_target):
+    before = swarm_endpoint("redis")
+    swarm_target.fault("redis", "stop")
+    swarm_target.fault("redis", "start")
+    after = swarm_endpoint("redis")
+    print(f"PORTS {before.port} -> {after.port}; PROJECT=" + swarm_target.project)
+    client = redis.Redis(host=after.host, port=after.port, password=after.password, socket_timeout=5)
+    for _ in range(50):
+        try:
+            assert client.ping()
+            break
+        except redis.ConnectionError:
+            import time; time.sleep(0.2)
+    else:
+        raise AssertionError(f"redis not reachable at its endpoint after the restart: {after.host}:{after.port}")
+""", "-s")
+    result.assert_outcomes(passed=1)
+    _assert_nothing_left(_project(result.stdout.str()))

@@ -314,8 +314,28 @@ class ComposeTarget:
         return ExecResult(exit_code=result.returncode, output=self.redact(result.stdout + result.stderr))
 
     def fault(self, service: str, action: str) -> None:
-        """Inject a fault: `stop`, `start`, `restart` or `kill` the service's containers."""
+        """Inject a fault: `stop`, `start`, `restart` or `kill` the service's containers.
+
+        A container started again gets a new random host port: its endpoint is read afresh from
+        `ps` and written to the run's state, so that every later test (and worker) reaches it."""
         self.compose.fault(action, service)
+        if action in ("start", "restart"):
+            self._refresh_endpoint(service)
+
+    def _refresh_endpoint(self, service: str) -> None:
+        by_service: dict[str, list[Container]] = {}
+        for container in self.containers():
+            by_service.setdefault(container.service, []).append(container)
+        group = by_service.get(service, [])
+        endpoint = self._endpoint_from(service, group, by_service) if group else None
+        if endpoint is None or self._endpoints.get(service) == endpoint:
+            return
+        self._endpoints[service] = endpoint
+        if not self.settings.reuse_stack:
+            with self.state.locked():
+                state = self.state.read()
+                if state.get("status") == "ready":
+                    self.state.write({**state, "endpoints": {n: endpoint_to_json(e) for n, e in self._endpoints.items()}})
 
     def _safe_logs(self, service: str) -> str:
         try:
