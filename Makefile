@@ -47,9 +47,9 @@ test: ## the live suites on the CPU stack, then the framework's tests and the st
 	@status=0; $(MAKE) --no-print-directory test-live || status=1; \
 	$(MAKE) --no-print-directory test-framework || status=1; exit $$status
 
-test-live: ## stand up the CPU stack, run suites/smoke and suites/health against it, tear it down
+test-live: ## stand up the CPU stack, run the live suites against it (integration last: it injects faults), tear it down
 	@test -x $(PYTEST) || { echo "swarm: $(PYTEST) not found: run 'make setup' first" >&2; exit 2; }
-	$(PYTEST) suites/smoke suites/health suites/load suites/gpu suites/contracts $(LIVE_ARGS) \
+	$(PYTEST) suites/smoke suites/health suites/load suites/gpu suites/contracts suites/integration $(LIVE_ARGS) \
 	    --html=reports/live.html --self-contained-html
 
 test-framework: ## the framework's own tests and the static suite (no stack of the user's needed)
