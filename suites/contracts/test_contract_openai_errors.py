@@ -54,10 +54,9 @@ def test_a_body_that_is_not_utf8_is_refused_in_openai_shape(openai_api: OpenAIAp
     exchange = openai_api.client.post("/chat/completions", NOT_UTF8)
     if exchange.status == 400 and exchange.raw.startswith(b'{"detail":'):
         pytest.xfail(f"known defect of {openai_api.service}: a body that is not UTF-8 is refused with FastAPI's "
-                     f"own {exchange.raw[:60]!r}, not OpenAI's error shape (vLLM's server and the proxy alike: "
-                     "Starlette fails to decode the body before either's error handler runs). Fix in the proxy: an "
-                     "exception handler for fastapi.HTTPException in compose/docker/proxy/swarm_proxy/app.py that "
-                     "answers in OpenAI's shape; vLLM: upstream")
+                     f"own {exchange.raw[:60]!r}, not OpenAI's error shape (vLLM's server: Starlette fails to "
+                     "decode the body before vLLM's error handler runs; the proxy reads bodies itself and answers in "
+                     "OpenAI's shape). Upstream vLLM: an exception handler for fastapi.HTTPException")
     check_error(exchange.status, exchange.raw, exchange.headers)
 
 
