@@ -69,14 +69,26 @@ def test_an_unreachable_upstream_is_answered_in_openai_shape(start_proxy) -> Non
     assert outage_problems(records) == []
 
 
-def test_an_upstream_answering_500_fails_the_flow(start_proxy) -> None:
+def test_a_front_door_answering_500_fails_the_flow() -> None:
+    """A proxy that relayed an engine's 500 as it is (the proxy before it answered 502): the stub
+    stands in for that front door, since today's proxy never lets a 500 through."""
     server = _stub("500")
     try:
-        proxy = start_proxy(upstream=f"http://127.0.0.1:{server.server_port}/v1")
-        problems = outage_problems(_load(proxy.base_url, proxy.key, 5))
+        problems = outage_problems(_load(f"http://127.0.0.1:{server.server_port}/v1", "sk-stub", 5))
     finally:
         server.shutdown()
     assert any(p.startswith("HTTP 500") for p in problems), problems
+
+
+def test_an_upstream_500_reaches_the_client_as_an_openai_shaped_502(start_proxy) -> None:
+    server = _stub("500")
+    try:
+        proxy = start_proxy(upstream=f"http://127.0.0.1:{server.server_port}/v1")
+        records = _load(proxy.base_url, proxy.key, 5)
+    finally:
+        server.shutdown()
+    assert records and all(r.error_kind == "http_502" for r in records), {r.error_kind for r in records}
+    assert outage_problems(records) == []
 
 
 def test_a_hanging_upstream_fails_the_flow(start_proxy, short_requests: None) -> None:
