@@ -17,17 +17,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-default_env() { if [ -f compose/.env ]; then echo compose/.env; else echo compose/.env.example; fi; }
-env_files=${SWARM_ENV_FILES:-$(default_env)}
-compose_args=(-f "${COMPOSE_FILE:-compose/docker-compose.yml}")
-for file in $env_files; do compose_args+=(--env-file "$file"); done
-# shellcheck disable=SC2086
-project=${COMPOSE_PROJECT_NAME:-$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' $env_files /dev/null | tail -1)}
-project=${project:-vllm-swarm}
-dc() { docker compose "${compose_args[@]}" -p "$project" "$@"; }
-running() { dc ps --status running --services 2>/dev/null | grep -qx "$1"; }
-say() { printf 'backup: %s\n' "$*"; }
-die() { printf 'backup: %s\n' "$*" >&2; exit 1; }
+tool=backup
+# shellcheck source=scripts/lib/stack.sh
+source scripts/lib/stack.sh
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 dir=${1:-backups/$stamp}
@@ -39,7 +31,6 @@ record() {  # part name file seconds
   manifest_items+=("{\"part\": \"$1\", \"name\": \"$2\", \"file\": \"${3#"$dir"/}\", \"bytes\": $bytes, \"seconds\": $4}")
   printf 'backup: %-10s %-24s %12s bytes %7s s\n' "$1" "$2" "$bytes" "$4"
 }
-elapsed() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }'; }
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers: start dockerd"
 dc ps --services >/dev/null 2>&1 || die "Compose project '$project' cannot be read (COMPOSE_PROJECT_NAME, SWARM_ENV_FILES)"

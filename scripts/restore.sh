@@ -13,18 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-default_env() { if [ -f compose/.env ]; then echo compose/.env; else echo compose/.env.example; fi; }
-env_files=${SWARM_ENV_FILES:-$(default_env)}
-compose_args=(-f "${COMPOSE_FILE:-compose/docker-compose.yml}")
-for file in $env_files; do compose_args+=(--env-file "$file"); done
-# shellcheck disable=SC2086
-project=${COMPOSE_PROJECT_NAME:-$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' $env_files /dev/null | tail -1)}
-project=${project:-vllm-swarm}
-dc() { docker compose "${compose_args[@]}" -p "$project" "$@"; }
-running() { dc ps --status running --services 2>/dev/null | grep -qx "$1"; }
-say() { printf 'restore: %s\n' "$*"; }
-die() { printf 'restore: %s\n' "$*" >&2; exit 1; }
-elapsed() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }'; }
+tool=restore
+# shellcheck source=scripts/lib/stack.sh
+source scripts/lib/stack.sh
 
 dir=${1:-$(ls -1d backups/*/ 2>/dev/null | sort | tail -1)}
 dir=${dir%/}
