@@ -45,9 +45,8 @@ def free_port() -> int:
 def start_proxy(upstream: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "PROXY_API_KEYS": f"{KEY}:0:0", "PROXY_ROUTES": f"*={upstream}", "REDIS_URL": ""}
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "swarm_proxy.app:create_app", "--factory",
-                                "--app-dir", str(PROXY_DIR), "--host", "127.0.0.1", "--port", str(port),
-                                "--no-access-log", "--log-level", "warning"],
+    process = subprocess.Popen([sys.executable, "-m", "swarm_proxy.server", "--host", "127.0.0.1", "--port", str(port),
+                                "--log-level", "warning"], cwd=PROXY_DIR,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health", 30)

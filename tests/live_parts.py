@@ -122,8 +122,7 @@ def start_proxy(tmp_path: Path, llm: Container) -> Iterator[Callable[..., Proxy]
         }
         with log.open("wb") as sink:
             process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "swarm_proxy.app:create_app", "--factory", "--app-dir", str(PROXY_DIR),
-                 "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+                [sys.executable, "-m", "swarm_proxy.server", "--host", "127.0.0.1", "--port", str(port)], cwd=PROXY_DIR,
                 env=environment, stdout=sink, stderr=subprocess.STDOUT)
         proxy = Proxy(f"http://127.0.0.1:{port}", key, log, process)
         started.append(proxy)

@@ -24,8 +24,8 @@ from integration_stack import ExecFn, HttpAnswer, http_in, wait_until
 REPLICA_PORT = 8081
 _PID_FILE = "/tmp/swarm-integration-replica.pid"
 _START = ('[ -f {pid} ] && kill "$(cat {pid})" 2>/dev/null; '
-          'PROXY_API_KEYS="$PROXY_API_KEYS,$1" nohup uvicorn swarm_proxy.app:create_app --factory --host 0.0.0.0 '
-          '--port "$2" --no-access-log >/tmp/swarm-integration-replica.log 2>&1 & echo $! > {pid}').format(pid=_PID_FILE)
+          'PROXY_API_KEYS="$PROXY_API_KEYS,$1" nohup python -m swarm_proxy.server --host 0.0.0.0 '
+          '--port "$2" >/tmp/swarm-integration-replica.log 2>&1 & echo $! > {pid}').format(pid=_PID_FILE)
 
 
 def key_id(key: str) -> str:

@@ -4,7 +4,7 @@ The streaming path relays the upstream's bytes as they arrive (no parsing beyond
 events and spotting the usage chunk) and closes the upstream request when the client goes away.
 The key and the rate limits are decided from the headers before the body is read (intake.py
 reads it, bounded); any exception the handlers did not foresee is still a 500 in OpenAI's shape.
-Run it with `uvicorn swarm_proxy.app:create_app --factory`.
+Run it with `python -m swarm_proxy.server` (server.py: uvicorn with bounded request heads).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from swarm_proxy.telemetry import CANCELLED, LATENCY, RATE_LIMITED, REQUESTS, TO
 from swarm_proxy.upstream import Upstreams, as_proxy_error
 
 VERSION = "0.2.0"
-RELAYED = documented(400, 401, 404, 413, 429, 500, 502, 503, 504)
+RELAYED = documented(400, 401, 404, 408, 413, 429, 500, 502, 503, 504)
 
 
 def _usage(content: bytes) -> dict[str, int]:
@@ -166,7 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                   f"{verdict.retry_after} s.", verdict.limit, "rate_limit_exceeded",
                              headers={**verdict.headers, "Retry-After": str(verdict.retry_after)})
         try:
-            raw = await read_body(request, settings.max_body_bytes)
+            raw = await read_body(request, settings.max_body_bytes, settings.body_timeout)
             body = parse_body(path, raw, settings.max_messages)
         except ProxyError as error:
             REQUESTS.labels(endpoint, str(error.status)).inc()

@@ -13,6 +13,10 @@ PROXY_CACHE_SCOPE     `key` (default): an answer is cached for the key that aske
                       what another asked; `shared`: one cache for all keys (they trust each other)
 PROXY_MAX_BODY_BYTES  largest request body read (default 4194304 = 4 MiB; larger is a 413)
 PROXY_MAX_MESSAGES    most `messages` in a chat request (default 2048, OpenAI's; 0 = no cap)
+PROXY_BODY_TIMEOUT    seconds a request body may take to arrive once its headers have (default 30; then a 408)
+PROXY_HEADER_TIMEOUT  seconds a request's headers may take (default 10; then a 408 and the connection closed)
+PROXY_MAX_HEADER_BYTES  largest request head (default 32768; larger is a 431 and the connection closed)
+PROXY_MAX_CONNECTIONS connections and requests in progress at once (default 1024; beyond it a 503)
 PROXY_RETRIES         retries of a failed upstream connection before any byte is sent (default 2)
 PROXY_UPSTREAM_TIMEOUT, PROXY_CONNECT_TIMEOUT   seconds (default 300 and 5)
 LANGFUSE_HOST, LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY   optional request tracing (no prompts)
@@ -59,6 +63,7 @@ class Settings:
     cache_scope: str = "key"  # or "shared"
     max_body_bytes: int = 4 * 1024 * 1024
     max_messages: int = 2048
+    body_timeout: float = 30.0
     retries: int = 2
     upstream_timeout: float = 300.0
     connect_timeout: float = 5.0
@@ -74,7 +79,8 @@ class Settings:
         return bool(self.langfuse_host and self.langfuse_public_key and self.langfuse_secret_key)
 
 
-def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+def env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    """A whole-number variable; a wrong value stops the proxy with one line naming it."""
     try:
         return int(environ.get(name, "") or default)
     except ValueError:
@@ -108,13 +114,13 @@ def parse_routes(text: str) -> tuple[Route, ...]:
 
 def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    keys = parse_keys(env.get("PROXY_API_KEYS", ""), _int(env, "PROXY_DEFAULT_RPM", 600), _int(env, "PROXY_DEFAULT_TPM", 200_000))
+    keys = parse_keys(env.get("PROXY_API_KEYS", ""), env_int(env, "PROXY_DEFAULT_RPM", 600), env_int(env, "PROXY_DEFAULT_TPM", 200_000))
     if not keys:
         raise SystemExit("proxy: PROXY_API_KEYS is empty: set at least one client key")
     cache_scope = env.get("PROXY_CACHE_SCOPE", "key").strip().lower() or "key"
     if cache_scope not in CACHE_SCOPES:
         raise SystemExit(f"proxy: PROXY_CACHE_SCOPE must be one of {', '.join(CACHE_SCOPES)}, got {cache_scope!r}")
-    max_body_bytes = _int(env, "PROXY_MAX_BODY_BYTES", 4 * 1024 * 1024)
+    max_body_bytes = env_int(env, "PROXY_MAX_BODY_BYTES", 4 * 1024 * 1024)
     if max_body_bytes < 1:
         raise SystemExit("proxy: PROXY_MAX_BODY_BYTES must be a positive number of bytes")
     return Settings(
@@ -124,11 +130,12 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         openai_base_url=env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
         redis_url=env.get("REDIS_URL", ""),
         cache_enabled=env.get("PROXY_CACHE", "true").lower() in ("1", "true", "yes", "on"),
-        cache_ttl=_int(env, "PROXY_CACHE_TTL", 300),
+        cache_ttl=env_int(env, "PROXY_CACHE_TTL", 300),
         cache_scope=cache_scope,
         max_body_bytes=max_body_bytes,
-        max_messages=_int(env, "PROXY_MAX_MESSAGES", 2048),
-        retries=_int(env, "PROXY_RETRIES", 2),
+        max_messages=env_int(env, "PROXY_MAX_MESSAGES", 2048),
+        body_timeout=float(env_int(env, "PROXY_BODY_TIMEOUT", 30)),
+        retries=env_int(env, "PROXY_RETRIES", 2),
         upstream_timeout=float(env.get("PROXY_UPSTREAM_TIMEOUT", "300")),
         connect_timeout=float(env.get("PROXY_CONNECT_TIMEOUT", "5")),
         langfuse_host=env.get("LANGFUSE_HOST", ""),

@@ -37,7 +37,8 @@ class ErrorResponse(BaseModel):
 
 def documented(*statuses: int) -> dict[int | str, dict[str, object]]:
     """`responses=` for a route: each status the proxy may answer with, in OpenAI's shape."""
-    why = {400: "Invalid request", 401: "Missing or wrong key", 404: "Model not routed", 413: "Body too large",
+    why = {400: "Invalid request", 401: "Missing or wrong key", 404: "Model not routed", 408: "Body too slow",
+           413: "Body too large",
            429: "Rate limit reached", 500: "Unforeseen failure", 502: "Upstream unreachable or failed",
            503: "Upstream overloaded", 504: "Upstream timeout"}
     return {status: {"model": ErrorResponse, "description": why[status]} for status in statuses}

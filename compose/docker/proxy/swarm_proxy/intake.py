@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
+
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import models_json_schema
@@ -61,19 +63,29 @@ def too_large(limit: int) -> ProxyError:
                       "invalid_request_error", "request_too_large")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+def too_slow(timeout: float) -> ProxyError:
+    return ProxyError(408, f"The request body did not arrive within {timeout:g} s.", "invalid_request_error",
+                      "request_timeout")
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit`: from Content-Length
-    before a byte is read, or while reading a chunked body (never more than `limit` plus a chunk)."""
+    before a byte is read, or while reading a chunked body (never more than `limit` plus a chunk);
+    and with 408 when it has not all arrived `timeout` seconds after the headers (a trickled body
+    would otherwise hold its socket and buffer for as long as the client likes)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
+    with anyio.move_on_after(timeout) as deadline:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+    if deadline.cancelled_caught:
+        raise too_slow(timeout)
     return b"".join(chunks)
 
 
