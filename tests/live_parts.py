@@ -136,3 +136,12 @@ def start_proxy(tmp_path: Path, llm: Container) -> Iterator[Callable[..., Proxy]
             proxy.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proxy.process.kill()
+
+
+def rss_peak_kib(proxy: Proxy) -> int:
+    """The proxy process's peak resident memory (VmHWM), in KiB: a peak catches a body that was
+    held for a moment and freed before the test looked."""
+    for line in open(f"/proc/{proxy.process.pid}/status", encoding="ascii"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc/<pid>/status")

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from tests.live_parts import Proxy
-from tests.proxy.test_hardening import _openai_error, _rss_peak_kib
+from tests.live_parts import Proxy, rss_peak_kib
+from tests.proxy.scripted import openai_error
 
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
 
@@ -43,7 +43,7 @@ def _read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, float]
 
 
 def _body(response: bytes) -> dict[str, Any]:
-    return _openai_error(response.partition(b"\r\n\r\n")[2])
+    return openai_error(response.partition(b"\r\n\r\n")[2])
 
 
 def test_a_head_never_finished_is_a_408_within_the_header_timeout(start_proxy) -> None:
@@ -71,7 +71,7 @@ def test_a_socket_that_sends_nothing_is_closed(start_proxy) -> None:
 def test_megabytes_of_one_unfinished_header_are_a_431_and_memory_stays_bounded(start_proxy) -> None:
     proxy = start_proxy()
     assert httpx.get(proxy.url + "/health", timeout=10).status_code == 200
-    before = _rss_peak_kib(proxy)
+    before = rss_peak_kib(proxy)
     answers = []
     for _ in range(20):
         with _connect(proxy) as sock:
@@ -82,7 +82,7 @@ def test_megabytes_of_one_unfinished_header_are_a_431_and_memory_stays_bounded(s
             except (BrokenPipeError, ConnectionResetError):
                 pass  # cut off: what it got before is read below
             answers.append(_read_until_closed(sock, 10)[0])
-    grown_mib = (_rss_peak_kib(proxy) - before) / 1024
+    grown_mib = (rss_peak_kib(proxy) - before) / 1024
     # A socket still sending when the proxy closes may be reset before it reads the answer.
     assert all(a.startswith(b"HTTP/1.1 431") for a in answers if a), [a[:60] for a in answers]
     with _connect(proxy) as sock:  # one that stops sending past the cap reads the 431 for sure
@@ -121,7 +121,7 @@ def test_past_the_connection_limit_a_request_is_a_503_in_openais_shape(start_pro
         response = httpx.get(proxy.url + "/health", timeout=10)
         assert response.status_code == 503, response.text[:200]
         assert response.headers.get("retry-after") == "1"
-        assert _openai_error(response.content)["code"] == "too_many_connections"
+        assert openai_error(response.content)["code"] == "too_many_connections"
     finally:
         for sock in idle:
             sock.close()

@@ -2,8 +2,8 @@
 decided from the headers before the body is read, bodies and message lists are bounded, the cache
 is scoped per key, and no input gives a 500 outside OpenAI's error shape.
 
-A scripted upstream (a thread of this process) stands in for the engine where a test needs an
-answer the engine would never give (a `usage` that is a string) or many cheap answers."""
+A scripted upstream (scripted.py, a thread of this process) stands in for the engine where a test
+needs an answer the engine would never give (a `usage` that is a string) or many cheap answers."""
 from __future__ import annotations
 
 import json
@@ -11,82 +11,14 @@ import socket
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.live_parts import MODEL, Proxy
-
-HELLO = [{"role": "user", "content": "Say hello."}]
-
-
-class Scripted:
-    """What the scripted upstream answers: `usage` goes into every completion, `served` counts them."""
-
-    def __init__(self) -> None:
-        self.usage: Any = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-        self.served = 0
-        self.error: tuple[int, str, bytes] | None = None  # (status, content type, body) to answer instead
-
-    def completion(self) -> dict[str, Any]:
-        self.served += 1
-        return {"id": f"cmpl-{self.served}", "object": "chat.completion", "created": 0, "model": MODEL,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": f"answer {self.served}"},
-                             "finish_reason": "stop"}], "usage": self.usage}
-
-
-@pytest.fixture
-def scripted() -> Iterator[tuple[str, Scripted]]:
-    """(base URL, script) of an OpenAI-like upstream serving MODEL, streaming or not."""
-    script = Scripted()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self._send(200, json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())
-
-        def do_POST(self) -> None:  # noqa: N802
-            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-            if script.error is not None:
-                self._send(script.error[0], script.error[2], script.error[1])
-                return
-            answer = script.completion()
-            if request.get("stream"):
-                events = (f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'hi'}}]})}\n\n"
-                          f"data: {json.dumps({'choices': [], 'usage': script.usage})}\n\ndata: [DONE]\n\n")
-                self._send(200, events.encode(), "text/event-stream")
-            else:
-                self._send(200, json.dumps(answer).encode())
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", script
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _rss_peak_kib(proxy: Proxy) -> int:
-    """The proxy process's peak resident memory (VmHWM), in KiB: a peak catches a body that was
-    held for a moment and freed before the test looked."""
-    for line in open(f"/proc/{proxy.process.pid}/status", encoding="ascii"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM in /proc/<pid>/status")
+from tests.live_parts import MODEL, Proxy, rss_peak_kib
+from tests.proxy.scripted import HELLO, openai_error
 
 
 def _post_raw(proxy: Proxy, headers: dict[str, str], chunks: Iterator[bytes], timeout: float = 60.0) -> tuple[int, bytes, float]:
@@ -153,23 +85,17 @@ def _huge_chat_body(megabytes: int) -> tuple[int, Iterator[bytes]]:
     return len(start) + filler + 2 + len(end), chunks()
 
 
-def _openai_error(body: bytes) -> dict[str, Any]:
-    error = json.loads(body)["error"]
-    assert {"message", "type", "param", "code"} <= set(error), error
-    return error
-
-
 # 1. Memory without a key: decided from the headers, bodies bounded.
 
 def test_huge_body_without_a_key_is_refused_before_it_is_read(start_proxy) -> None:
     proxy = start_proxy()
     assert httpx.get(proxy.url + "/v1/models", timeout=30).status_code == 401  # warm: the 401 path has run once
-    before = _rss_peak_kib(proxy)
+    before = rss_peak_kib(proxy)
     length, chunks = _huge_chat_body(50)
     status, body, elapsed = _post_raw(proxy, {"Content-Type": "application/json", "Content-Length": str(length)}, chunks)
-    grown_mib = (_rss_peak_kib(proxy) - before) / 1024
+    grown_mib = (rss_peak_kib(proxy) - before) / 1024
     assert status == 401, body[:300]
-    assert _openai_error(body)["code"] == "invalid_api_key"
+    assert openai_error(body)["code"] == "invalid_api_key"
     assert elapsed < 5, f"the 401 took {elapsed:.1f} s: the body was read first"
     assert grown_mib < 16, f"the proxy's peak RSS grew by {grown_mib:.0f} MiB for a request without a key"
 
@@ -177,12 +103,12 @@ def test_huge_body_without_a_key_is_refused_before_it_is_read(start_proxy) -> No
 def test_huge_chunked_body_with_a_wrong_key_is_refused_before_it_is_read(start_proxy) -> None:
     proxy = start_proxy()
     assert httpx.get(proxy.url + "/v1/models", timeout=30).status_code == 401
-    before = _rss_peak_kib(proxy)
+    before = rss_peak_kib(proxy)
     _, chunks = _huge_chat_body(50)
     framed = (b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in [*chunks, b""])
     status, body, _ = _post_raw(proxy, {"Content-Type": "application/json", "Transfer-Encoding": "chunked",
                                         "Authorization": "Bearer sk-wrong"}, framed)
-    grown_mib = (_rss_peak_kib(proxy) - before) / 1024
+    grown_mib = (rss_peak_kib(proxy) - before) / 1024
     assert status == 401, body[:300]
     assert grown_mib < 16, f"the proxy's peak RSS grew by {grown_mib:.0f} MiB for a request with a wrong key"
 
@@ -193,7 +119,7 @@ def test_an_oversized_body_with_a_key_is_a_413(start_proxy) -> None:
     status, body, _ = _post_raw(proxy, {"Content-Type": "application/json", "Content-Length": str(length),
                                         "Authorization": f"Bearer {proxy.key}"}, chunks)
     assert status == 413, body[:300]
-    assert _openai_error(body)["code"] == "request_too_large"
+    assert openai_error(body)["code"] == "request_too_large"
 
 
 def test_an_oversized_chunked_body_is_a_413_at_a_configured_limit(start_proxy) -> None:
@@ -203,7 +129,7 @@ def test_an_oversized_chunked_body_is_a_413_at_a_configured_limit(start_proxy) -
     status, body, _ = _post_raw(proxy, {"Content-Type": "application/json", "Transfer-Encoding": "chunked",
                                         "Authorization": f"Bearer {proxy.key}"}, framed)
     assert status == 413, body[:300]
-    assert _openai_error(body)["type"] == "invalid_request_error"
+    assert openai_error(body)["type"] == "invalid_request_error"
 
 
 def test_too_many_messages_is_a_400(start_proxy, scripted) -> None:
@@ -213,7 +139,7 @@ def test_too_many_messages_is_a_400(start_proxy, scripted) -> None:
     response = httpx.post(proxy.base_url + "/chat/completions", headers=headers, timeout=30,
                           json={"model": MODEL, "messages": HELLO * 5})
     assert response.status_code == 400, response.text
-    assert _openai_error(response.content)["param"] == "messages"
+    assert openai_error(response.content)["param"] == "messages"
     assert script.served == 0
     assert httpx.post(proxy.base_url + "/chat/completions", headers=headers, timeout=30,
                       json={"model": MODEL, "messages": HELLO * 4}).status_code == 200
@@ -286,7 +212,7 @@ def test_odd_bodies_are_400s_in_openais_shape(start_proxy, raw: bytes) -> None:
     response = httpx.post(proxy.base_url + "/chat/completions", content=raw, timeout=30,
                           headers={"Authorization": f"Bearer {proxy.key}", "Content-Type": "application/json"})
     assert response.status_code == 400, response.text[:300]
-    assert _openai_error(response.content)["type"] == "invalid_request_error"
+    assert openai_error(response.content)["type"] == "invalid_request_error"
 
 
 UPSTREAM_ERRORS = {
@@ -309,7 +235,7 @@ def test_an_upstream_error_outside_openais_shape_is_relayed_in_it(start_proxy, s
     response = httpx.post(proxy.base_url + "/chat/completions", timeout=30, headers={"Authorization": f"Bearer {proxy.key}"},
                           json={"model": MODEL, "messages": HELLO, "stream": stream})
     assert response.status_code == expected, response.text[:300]
-    error = _openai_error(response.content)
+    error = openai_error(response.content)
     assert error["message"], error
     if b"EngineCore" in script.error[2]:
         assert "EngineCore died" in error["message"], error
@@ -325,7 +251,7 @@ def test_an_upstream_4xx_in_openais_shape_is_relayed_byte_for_byte(start_proxy, 
     assert (response.status_code, response.content) == (400, body)
 
 
-def test_embeddings_for_an_engine_without_them_are_an_openai_error(start_proxy) -> None:
+def test_embeddings_for_an_engine_without_them_are_anopenai_error(start_proxy) -> None:
     """The real engine serves a generative model: its /v1/embeddings is FastAPI's bare 404."""
     proxy = start_proxy()
     response = httpx.post(proxy.base_url + "/embeddings", timeout=60, headers={"Authorization": f"Bearer {proxy.key}"},
@@ -333,7 +259,7 @@ def test_embeddings_for_an_engine_without_them_are_an_openai_error(start_proxy) 
     if response.status_code == 200:
         pytest.skip("this engine serves embeddings for its model: nothing to relay")
     assert 400 <= response.status_code < 500, response.text[:300]
-    assert _openai_error(response.content)["type"] == "invalid_request_error"
+    assert openai_error(response.content)["type"] == "invalid_request_error"
 
 
 # 4. Headers: the scheme, the 429's type, Retry-After.

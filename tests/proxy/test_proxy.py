@@ -62,6 +62,23 @@ def test_streaming_is_not_buffered(start_proxy) -> None:
     assert spread >= 0.1, f"{len(through)} chunks arrived within {spread * 1e3:.1f} ms: the proxy buffers the stream"
 
 
+def test_a_stream_is_charged_its_real_usage_even_when_the_client_did_not_ask(start_proxy) -> None:
+    """The proxy asks the engine for the usage chunk (stream_options.include_usage) and hides it
+    from a client that did not ask: the same deterministic stream costs the same either way.
+    Before, a stream without usage was charged one token per event and its prompt never."""
+    proxy = start_proxy()
+    api = client(proxy)
+    request = {"model": MODEL, "messages": [{"role": "user", "content": "Name three colours, please."}],
+               "max_tokens": 8, "temperature": 0}
+    asked = list(api.chat.completions.create(**request, stream=True, stream_options={"include_usage": True}))
+    assert asked[-1].usage is not None and asked[-1].choices == []
+    real = asked[-1].usage.total_tokens
+    assert proxy.metric("proxy_tokens_total") == real
+    unasked = list(api.chat.completions.create(**request, stream=True))
+    assert unasked and all(chunk.usage is None and chunk.choices for chunk in unasked), "a usage chunk nobody asked for"
+    assert proxy.metric("proxy_tokens_total") == 2 * real
+
+
 def test_text_completions_are_routed(start_proxy) -> None:
     proxy = start_proxy()
     completion = client(proxy).completions.create(model=MODEL, prompt="The sky is", max_tokens=4)

@@ -1,7 +1,10 @@
 """The proxy's HTTP surface: OpenAI's endpoints, health, readiness, metrics, OpenAPI.
 
-The streaming path relays the upstream's bytes as they arrive (no parsing beyond counting
-events and spotting the usage chunk) and closes the upstream request when the client goes away.
+The streaming path relays the upstream's events as they arrive (framed whole, counted, the
+usage chunk read and dropped where the client did not ask for it: see accounting.py) and closes
+the upstream request when the client goes away. Streams go upstream with
+stream_options.include_usage true, so that they are charged their real usage.
+Tokens are reserved once the body is validated and settled after the answer (ratelimit.py).
 The key and the rate limits are decided from the headers before the body is read (intake.py
 reads it, bounded); any exception the handlers did not foresee is still a 500 in OpenAI's shape.
 Run it with `python -m swarm_proxy.server` (server.py: uvicorn with bounded request heads).
@@ -22,11 +25,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from swarm_proxy.accounting import (EventStream, cacheable_answer, charged, clamp, prompt_estimate,
+                                    reservation_estimate, usage_of)
 from swarm_proxy.cache import ResponseCache, cache_key, cacheable
 from swarm_proxy.config import OPENAI, ClientKey, Settings, from_environment
 from swarm_proxy.errors import ProxyError, bad_request, documented, internal_error, relayed_error, unauthorized
-from swarm_proxy.intake import component_schemas, parse_body, read_body, request_body_openapi
-from swarm_proxy.ratelimit import RateLimiter
+from swarm_proxy.intake import Body, component_schemas, parse_body, read_body, request_body_openapi
+from swarm_proxy.ratelimit import RateLimiter, Reservation, Verdict
 from swarm_proxy.telemetry import CANCELLED, LATENCY, RATE_LIMITED, REQUESTS, TOKENS, LangfuseTracer, event
 from swarm_proxy.upstream import Upstreams, as_proxy_error
 
@@ -34,26 +39,27 @@ VERSION = "0.2.0"
 RELAYED = documented(400, 401, 404, 408, 413, 429, 500, 502, 503, 504)
 
 
-def _usage(content: bytes) -> dict[str, int]:
-    """The whole-number counts of an answer's `usage`; anything else an upstream sends (a string,
-    a list, no JSON at all) counts as no usage rather than failing an answer already made."""
-    try:
-        answer = json.loads(content)
-    except ValueError:
-        return {}
-    usage = answer.get("usage") if isinstance(answer, dict) else None
-    if not isinstance(usage, dict):
-        return {}
-    return {str(k): v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
+def _refused(verdict: Verdict, endpoint: str) -> ProxyError:
+    """The 429 of a spent limit, `type` saying which (requests or tokens), with Retry-After."""
+    RATE_LIMITED.labels(verdict.limit).inc()
+    REQUESTS.labels(endpoint, "429").inc()
+    return ProxyError(429, f"Rate limit reached for {verdict.limit} per minute on this key; retry after "
+                           f"{verdict.retry_after} s.", verdict.limit, "rate_limit_exceeded",
+                      headers={**verdict.headers, "Retry-After": str(verdict.retry_after)})
 
 
-def _usage_from_events(chunk: bytes) -> dict[str, int]:
-    for line in chunk.split(b"\n"):
-        if line.startswith(b"data:") and b'"usage"' in line:
-            usage = _usage(line[5:].strip())
-            if usage:
-                return usage
-    return {}
+def _with_usage(parsed: Body) -> bytes:
+    """A stream's body for the upstream: the validated JSON with stream_options.include_usage set,
+    so that the usage chunk arrives and the charge is the real one. Where the client did not ask
+    for usage, vLLM's continuous_usage_stats (usage in every chunk) is dropped too: it was a no-op
+    without include_usage, and the proxy drops only the final usage chunk."""
+    data = dict(parsed.data)
+    options = dict(data.get("stream_options") or {})
+    if not parsed.model.usage_asked:
+        options.pop("continuous_usage_stats", None)
+    options["include_usage"] = True
+    data["stream_options"] = options
+    return json.dumps(data).encode()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               tracing=settings.tracing)
         yield
         await app.state.upstreams.aclose()
+        await app.state.limiter.aclose()
         await app.state.cache.aclose()
         if app.state.tracer is not None:
             await app.state.tracer.aclose()
@@ -160,87 +167,106 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         verdict = await limiter.admit(client)
         endpoint = f"/v1/{path}"
         if not verdict.allowed:
-            RATE_LIMITED.labels(verdict.limit).inc()
-            REQUESTS.labels(endpoint, "429").inc()
-            raise ProxyError(429, f"Rate limit reached for {verdict.limit} per minute on this key; retry after "
-                                  f"{verdict.retry_after} s.", verdict.limit, "rate_limit_exceeded",
-                             headers={**verdict.headers, "Retry-After": str(verdict.retry_after)})
+            raise _refused(verdict, endpoint)
         try:
             raw = await read_body(request, settings.max_body_bytes, settings.body_timeout)
-            body = parse_body(path, raw, settings.max_messages)
+            parsed = parse_body(path, raw, settings.max_messages)
         except ProxyError as error:
             REQUESTS.labels(endpoint, str(error.status)).inc()
             raise
-        model = str(body.get("model"))
+        body = parsed.model  # every decision below is taken from the validated model
+        model = body.model
         upstreams: Upstreams = request.app.state.upstreams
         route = await upstreams.resolve(model)
         headers = dict(verdict.headers)
         log_fields = {"key": client.key_id, "endpoint": endpoint, "model": model}
+        prompt = prompt_estimate(body)
 
-        if not body.get("stream"):
+        async def reserve() -> Reservation | None:
+            booked = await limiter.reserve(client, reservation_estimate(body, settings.reserve_max_tokens))
+            headers.update(booked.headers)
+            if not booked.allowed:
+                raise _refused(Verdict(False, headers, booked.retry_after, booked.limit), endpoint)
+            return booked.reservation
+
+        if not body.streams:
             cache: ResponseCache = request.app.state.cache
             scope = client.key_id if settings.cache_scope == "key" else "shared"
             key = cache_key(path, body, scope) if cacheable(body) and cache.active else None
             if key is not None:
                 hit = await cache.get(key)
-                if hit is not None:
+                if hit is not None:  # costs no tokens: nothing is reserved
                     REQUESTS.labels(endpoint, "200").inc()
                     event("request", **log_fields, status=200, cache="hit", ms=round((time.perf_counter() - clock) * 1e3, 1))
                     return Response(hit, media_type="application/json", headers={**headers, "x-cache": "hit"})
                 headers["x-cache"] = "miss"
+            reservation, tokens = await reserve(), 0
             try:
-                upstream = await upstreams.open(route, path, raw)
                 try:
-                    content = await upstream.aread()
-                finally:
-                    await upstream.aclose()
-            except (ProxyError, httpx.HTTPError) as error:
-                failure = as_proxy_error(error)
-                REQUESTS.labels(endpoint, str(failure.status)).inc()
-                event("request", **log_fields, status=failure.status, error=failure.code)
-                raise failure from None
-            if upstream.status_code != 200 and (failure := relayed_error(upstream.status_code, content, endpoint)):
-                REQUESTS.labels(endpoint, str(failure.status)).inc()
-                event("request", **log_fields, status=failure.status, upstream_status=upstream.status_code)
-                raise failure
-            usage = _usage(content) if upstream.status_code == 200 else {}
-            await limiter.charge_tokens(client, usage.get("total_tokens", 0))
-            TOKENS.inc(usage.get("total_tokens", 0))
-            if key is not None and upstream.status_code == 200:
+                    upstream = await upstreams.open(route, path, raw)  # validated: forwarded as it came
+                    try:
+                        content = await upstream.aread()
+                    finally:
+                        await upstream.aclose()
+                except (ProxyError, httpx.HTTPError) as error:
+                    failure = as_proxy_error(error)
+                    REQUESTS.labels(endpoint, str(failure.status)).inc()
+                    event("request", **log_fields, status=failure.status, error=failure.code)
+                    raise failure from None
+                if upstream.status_code != 200 and (failure := relayed_error(upstream.status_code, content, endpoint)):
+                    REQUESTS.labels(endpoint, str(failure.status)).inc()
+                    event("request", **log_fields, status=failure.status, upstream_status=upstream.status_code)
+                    raise failure
+                usage = usage_of(content) if upstream.status_code == 200 else {}
+                if upstream.status_code == 200:
+                    real = charged(usage)
+                    tokens = real if real is not None else prompt
+            finally:
+                with anyio.CancelScope(shield=True):  # a failed request gives its reservation back
+                    await limiter.settle(client, reservation, tokens)
+            TOKENS.inc(tokens)
+            if key is not None and upstream.status_code == 200 and cacheable_answer(content):
                 await cache.put(key, content)
             elapsed = time.perf_counter() - clock
             LATENCY.labels(endpoint, "false").observe(elapsed)
             REQUESTS.labels(endpoint, str(upstream.status_code)).inc()
             event("request", **log_fields, status=upstream.status_code, cache=headers.get("x-cache"),
-                  tokens=usage.get("total_tokens", 0), ms=round(elapsed * 1e3, 1))
+                  tokens=tokens, ms=round(elapsed * 1e3, 1))
             if request.app.state.tracer is not None:
                 request.app.state.tracer.trace(endpoint, model, client.key_id, started, upstream.status_code, usage)
             return Response(content, status_code=upstream.status_code,
                             media_type=upstream.headers.get("content-type", "application/json"), headers=headers)
 
+        reservation = await reserve()
+        handed_over = False
         try:
-            upstream = await upstreams.open(route, path, raw)
+            upstream = await upstreams.open(route, path, _with_usage(parsed))
+            if upstream.status_code != 200:
+                content = await upstream.aread()
+                await upstream.aclose()
+                if failure := relayed_error(upstream.status_code, content, endpoint):
+                    raise failure
+                REQUESTS.labels(endpoint, str(upstream.status_code)).inc()
+                return Response(content, status_code=upstream.status_code,
+                                media_type=upstream.headers.get("content-type", "application/json"), headers=headers)
+            handed_over = True
         except ProxyError as error:
             REQUESTS.labels(endpoint, str(error.status)).inc()
             raise
-        if upstream.status_code != 200:
-            content = await upstream.aread()
-            await upstream.aclose()
-            if failure := relayed_error(upstream.status_code, content, endpoint):
-                REQUESTS.labels(endpoint, str(failure.status)).inc()
-                raise failure
-            REQUESTS.labels(endpoint, str(upstream.status_code)).inc()
-            return Response(content, status_code=upstream.status_code,
-                            media_type=upstream.headers.get("content-type", "application/json"), headers=headers)
+        finally:
+            if not handed_over:
+                with anyio.CancelScope(shield=True):
+                    await limiter.settle(client, reservation, 0)
 
         async def events() -> AsyncIterator[bytes]:
-            completed, count, usage = False, 0, {}
+            completed, tokens = False, 0
+            frames = EventStream(keep_usage_chunk=body.usage_asked)
             try:
-                async for chunk in upstream.aiter_raw():
-                    count += chunk.count(b"data:")
-                    if b'"usage"' in chunk:
-                        usage = _usage_from_events(chunk) or usage
-                    yield chunk
+                async for chunk in upstream.aiter_bytes():
+                    if relayed := frames.feed(chunk):
+                        yield relayed
+                if rest := frames.rest():
+                    yield rest
                 completed = True
             except httpx.HTTPError as error:
                 # Bytes were sent already: the status cannot change, so the error goes in the stream.
@@ -250,16 +276,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 with anyio.CancelScope(shield=True):
                     await upstream.aclose()
-                    tokens = usage.get("total_tokens") or max(0, count - 1)
-                    await limiter.charge_tokens(client, tokens)
+                    real = charged(frames.usage)  # without usage: the prompt estimate + one token per event
+                    tokens = real if real is not None else clamp(prompt + frames.events)
+                    await limiter.settle(client, reservation, tokens)
                     TOKENS.inc(tokens)
                 elapsed = time.perf_counter() - clock
                 LATENCY.labels(endpoint, "true").observe(elapsed)
                 if not completed:
                     CANCELLED.inc()
                 REQUESTS.labels(endpoint, "200" if completed else "499").inc()
-                event("request", **log_fields, status=200, stream=True, completed=completed, events=count,
-                      tokens=tokens, ms=round(elapsed * 1e3, 1))
+                event("request", **log_fields, status=200, stream=True, completed=completed, events=frames.events,
+                      tokens=tokens, usage=real is not None, ms=round(elapsed * 1e3, 1))
 
         return StreamingResponse(events(), media_type=upstream.headers.get("content-type", "text/event-stream"),
                                  headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -5,16 +5,18 @@ spaces, ASCII escapes: a lone surrogate such as "\ud800" is valid JSON but canno
 encoded), hashed. The scope is the client's key id by default, so that one key neither gets
 another key's answer nor learns from `x-cache: hit` that someone asked the same;
 PROXY_CACHE_SCOPE=shared makes it one scope for every key.
-Only answers with status 200 are stored. Any Redis error bypasses the cache (logged once).
+Whether a request is cacheable, and its key, come from the validated request (intake.py), never
+the raw dict: `"stream": "false"` is refused there, and `temperature: 0` and `0.0` are one key.
+Only answers with status 200 that are a JSON object with `choices` (or `data`) and no `error`
+are stored (accounting.cacheable_answer). Any Redis error bypasses the cache (logged once).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import time
-from typing import Any
-
 import redis.asyncio as redis_asyncio
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from swarm_proxy.telemetry import CACHE, REDIS_DEGRADED, log_once
@@ -22,13 +24,13 @@ from swarm_proxy.telemetry import CACHE, REDIS_DEGRADED, log_once
 RETRY_REDIS_AFTER = 30.0
 
 
-def cacheable(body: dict[str, Any]) -> bool:
-    return not body.get("stream") and body.get("temperature") in (0, 0.0)
+def cacheable(body: BaseModel) -> bool:
+    return not getattr(body, "streams", False) and getattr(body, "temperature", None) == 0.0
 
 
-def cache_key(endpoint: str, body: dict[str, Any], scope: str = "shared") -> str:
+def cache_key(endpoint: str, body: BaseModel, scope: str = "shared") -> str:
     """The Redis key of an answer; `scope` is a key id, or "shared"."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    canonical = json.dumps(body.model_dump(mode="python"), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     digest = hashlib.sha256(f"{scope}\n{endpoint}\n{canonical}".encode()).hexdigest()
     return f"swarm-proxy:cache:{digest}"
 

@@ -2,12 +2,22 @@
 
 PROXY_API_KEYS        comma list of client keys; each `key` or `key:rpm:tpm` (0 = unlimited)
 PROXY_DEFAULT_RPM     requests per minute for keys without their own (default 600)
-PROXY_DEFAULT_TPM     tokens per minute for keys without their own (default 200000)
+PROXY_DEFAULT_TPM     tokens per minute for keys without their own (default 200000). Admission
+                      reserves an estimate of the request's tokens (prompt characters / 4, at
+                      least 1, plus max_tokens or max_completion_tokens, times n) and refuses
+                      with the token 429 when it does not fit; the real usage settles it after
+                      the answer (refund or extra charge; a failed request is refunded). One
+                      answer is charged at most 10000000 tokens, whatever `usage` says. Without
+                      usage, an answer is charged the prompt estimate (a stream: plus one token
+                      per event).
+PROXY_RESERVE_MAX_TOKENS  the answer's share of a reservation when the request has no max_tokens
+                      (default 1024; a reservation is never more than the key's whole TPM)
 PROXY_ROUTES          comma list of `pattern=upstream`, fnmatch patterns, first match wins;
                       upstream is a base URL (http://llm:8000/v1) or `openai`
 OPENAI_API_KEY        sent to the `openai` upstream; OPENAI_BASE_URL overrides its address
 REDIS_URL             shared rate limits and the response cache (optional)
-PROXY_CACHE           cache non-streaming temperature-0 answers in Redis (default true)
+PROXY_CACHE           cache non-streaming temperature-0 answers in Redis (default true); only a
+                      200 that is a JSON object with `choices`/`data` and no `error` is stored
 PROXY_CACHE_TTL       seconds a cached answer lives (default 300)
 PROXY_CACHE_SCOPE     `key` (default): an answer is cached for the key that asked, so no key learns
                       what another asked; `shared`: one cache for all keys (they trust each other)
@@ -20,6 +30,12 @@ PROXY_MAX_CONNECTIONS connections and requests in progress at once (default 1024
 PROXY_RETRIES         retries of a failed upstream connection before any byte is sent (default 2)
 PROXY_UPSTREAM_TIMEOUT, PROXY_CONNECT_TIMEOUT   seconds (default 300 and 5)
 LANGFUSE_HOST, LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY   optional request tracing (no prompts)
+
+Not configurable: requests are validated with strict types for the fields the proxy decides on
+(model, stream, stream_options.include_usage, max_tokens, max_completion_tokens, n, temperature):
+a wrong type (`"stream": "false"`) is a 400. Streams are sent upstream with
+stream_options.include_usage true, so that usage arrives; the final usage chunk is dropped
+unless the client asked for it.
 """
 from __future__ import annotations
 
@@ -64,6 +80,7 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     max_messages: int = 2048
     body_timeout: float = 30.0
+    reserve_max_tokens: int = 1024
     retries: int = 2
     upstream_timeout: float = 300.0
     connect_timeout: float = 5.0
@@ -135,6 +152,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=max_body_bytes,
         max_messages=env_int(env, "PROXY_MAX_MESSAGES", 2048),
         body_timeout=float(env_int(env, "PROXY_BODY_TIMEOUT", 30)),
+        reserve_max_tokens=max(1, env_int(env, "PROXY_RESERVE_MAX_TOKENS", 1024)),
         retries=env_int(env, "PROXY_RETRIES", 2),
         upstream_timeout=float(env.get("PROXY_UPSTREAM_TIMEOUT", "300")),
         connect_timeout=float(env.get("PROXY_CONNECT_TIMEOUT", "5")),

@@ -5,16 +5,23 @@ before any dependency runs, so a client without a key could make the proxy hold 
 memory. Here the body is read chunk by chunk up to PROXY_MAX_BODY_BYTES (413 beyond it), parsed
 once, the number of messages checked (PROXY_MAX_MESSAGES) before pydantic builds an object per
 message, and only then validated. The models still document the bodies in /openapi.json.
+
+The fields the proxy decides on (model, stream, stream_options.include_usage, max_tokens,
+max_completion_tokens, n, temperature) have strict types: `"stream": "false"` or
+`"max_tokens": "5"` is a 400, never coerced. The proxy decides from the validated model only;
+a lax parse would have let the raw dict (where "false" is truthy) and the model disagree.
+`null` stays allowed where OpenAI's schema allows it (it means the default).
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from swarm_proxy.errors import ProxyError, bad_request
@@ -25,29 +32,48 @@ class _Open(BaseModel):
 
 
 class ChatMessage(_Open):
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+    role: StrictStr
+    content: StrictStr | list[dict[str, Any]] | None = None
 
 
-class ChatCompletionRequest(_Open):
-    model: str = Field(min_length=1)
+class StreamOptions(_Open):
+    include_usage: StrictBool | None = None
+
+
+class _Generation(_Open):
+    model: StrictStr = Field(min_length=1)
+    stream: StrictBool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    n: StrictInt | None = Field(default=None, ge=1, le=128)
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True)  # a number: not "0", not true
+
+    @property
+    def streams(self) -> bool:
+        return bool(self.stream)
+
+    @property
+    def usage_asked(self) -> bool:
+        """Whether the client asked for the usage chunk of a stream (OpenAI sends none otherwise)."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_Generation):
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
 
 
-class CompletionRequest(_Open):
-    model: str = Field(min_length=1)
-    prompt: str | list[str]
-    stream: bool = False
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+class CompletionRequest(_Generation):
+    prompt: StrictStr | list[StrictStr]
 
 
 class EmbeddingRequest(_Open):
-    model: str = Field(min_length=1)
-    input: str | list[str]
+    model: StrictStr = Field(min_length=1)
+    input: StrictStr | list[StrictStr]
+
+    @property
+    def streams(self) -> bool:
+        return False
 
 
 BODIES: dict[str, type[BaseModel]] = {
@@ -95,8 +121,17 @@ def _invalid(error: ValidationError) -> ProxyError:
     return bad_request(f"Invalid request: {where or 'body'}: {first.get('msg', 'invalid')}.", where)
 
 
-def parse_body(path: str, raw: bytes, max_messages: int) -> dict[str, Any]:
-    """The body as a dict, validated against its endpoint's model; every failure is a 400."""
+@dataclass(frozen=True)
+class Body:
+    """A validated request: `model` to decide from, `data` (the parsed JSON it was validated from)
+    to forward where the raw bytes cannot be (a stream gets stream_options added)."""
+
+    model: ChatCompletionRequest | CompletionRequest | EmbeddingRequest
+    data: dict[str, Any]
+
+
+def parse_body(path: str, raw: bytes, max_messages: int) -> Body:
+    """The body, validated against its endpoint's model; every failure is a 400."""
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the parser
@@ -108,10 +143,10 @@ def parse_body(path: str, raw: bytes, max_messages: int) -> dict[str, Any]:
         raise bad_request(f"Invalid 'messages': array too long ({len(messages)}); this proxy accepts at most "
                           f"{max_messages}.", "messages")
     try:
-        BODIES[path].model_validate(body)
+        model = BODIES[path].model_validate(body)
     except ValidationError as error:
         raise _invalid(error) from None
-    return body
+    return Body(model, body)  # type: ignore[arg-type]
 
 
 def request_body_openapi(path: str) -> dict[str, Any]:

@@ -1,9 +1,16 @@
 """Per-key limits on requests and tokens per minute, shared by every replica through Redis.
 
-Built on `limits` (fixed windows: a refused request and the tokens of an answer are always
-counted, with one INCR each). When Redis is configured but unreachable the limiter falls back
-to in-process windows (logged once) and tries Redis again after a pause: a Redis outage
-degrades the limits to per-replica, it never fails a request.
+Requests: `limits` (fixed windows; a refused request is counted too, one INCR each), decided
+from the headers before the body is read, together with a first look at the token window
+(refused when it is spent). Tokens (budget.py): once the body is read, `reserve` books an
+estimate of the request's cost (accounting.py) and refuses with the token 429 when it does not
+fit, so that parallel requests cannot all spend the same remaining budget; `settle` charges the
+difference to the real usage afterwards (a refund goes back to the reservation's window only).
+A reservation is at most the key's whole budget: a request larger than the budget still passes
+alone in an empty window (as before), its real usage is then charged in full.
+When Redis is configured but unreachable the limiter falls back to in-process windows (logged
+once) and tries Redis again after a pause: a Redis outage degrades the limits to per-replica,
+it never fails a request.
 """
 from __future__ import annotations
 
@@ -16,7 +23,10 @@ from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
+from redis.exceptions import RedisError
 
+from swarm_proxy.accounting import clamp
+from swarm_proxy.budget import MemoryWindows, RedisWindows, Window, Windows
 from swarm_proxy.config import ClientKey
 from swarm_proxy.telemetry import REDIS_DEGRADED, log_once
 
@@ -31,6 +41,16 @@ class Verdict:
     headers: dict[str, str]
     retry_after: int = 0
     limit: str = ""
+    reservation: Reservation | None = None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Tokens booked for one request, in which window and store, until `settle`."""
+
+    tokens: int
+    window_id: str
+    shared: bool
 
 
 async def _none() -> None:
@@ -54,6 +74,8 @@ class RateLimiter:
     def __init__(self, redis_url: str) -> None:
         self._memory = FixedWindowRateLimiter(MemoryStorage())
         self._redis: FixedWindowRateLimiter | None = None
+        self._memory_tokens = MemoryWindows()
+        self._redis_tokens: RedisWindows | None = RedisWindows(redis_url) if redis_url else None
         if redis_url:
             storage: Storage = RedisStorage(
                 "async+" + redis_url, implementation="redispy", wrap_exceptions=True,
@@ -76,27 +98,45 @@ class RateLimiter:
         except (StorageError, OSError, ConnectionError) as error:
             if limiter is self._memory:
                 raise
-            self._redis_down_until = time.monotonic() + RETRY_REDIS_AFTER
-            REDIS_DEGRADED.labels("limits").set(1)
-            log_once("ratelimit-redis-down", "rate limits fall back to in-process windows: Redis is unreachable",
-                     error=type(error).__name__)
+            self._degrade(error)
             return await getattr(self._memory, method)(*args, **kwargs)
         if limiter is not self._memory:
             REDIS_DEGRADED.labels("limits").set(0)
         return result
 
+    def _degrade(self, error: Exception) -> None:
+        self._redis_down_until = time.monotonic() + RETRY_REDIS_AFTER
+        REDIS_DEGRADED.labels("limits").set(1)
+        log_once("ratelimit-redis-down", "rate limits fall back to in-process windows: Redis is unreachable",
+                 error=type(error).__name__)
+
+    async def _tokens(self, method: str, *args: object, shared: bool | None = None) -> tuple[Window | None, bool]:
+        """Call the token windows (Redis when `shared`, by default while Redis is up), falling back
+        to the in-process ones; (the result, whether Redis answered)."""
+        use_redis = self._redis_tokens is not None and (self.shared if shared is None else shared)
+        if use_redis:
+            try:
+                result = await getattr(self._redis_tokens, method)(*args)
+                REDIS_DEGRADED.labels("limits").set(0)
+                return result, True
+            except (RedisError, OSError, ConnectionError) as error:
+                self._degrade(error)
+                if shared:
+                    return None, False  # a settlement for Redis's window: nothing to refund in-process
+        windows: Windows = self._memory_tokens
+        return await getattr(windows, method)(*args), False
+
     async def admit(self, client: ClientKey) -> Verdict:
         """Count the request against the key's RPM window; refuse when RPM or TPM is spent."""
         rpm = RateLimitItemPerMinute(client.rpm) if client.rpm else None
-        tpm = RateLimitItemPerMinute(client.tpm) if client.tpm else None
         headers: dict[str, str] = {}
         allowed, retry_after, which = True, 0, ""
         now = time.time()
         # One round trip for the hit, one (concurrent) for both windows' stats.
         ok = await self._call("hit", rpm, "rpm", client.key_id) if rpm is not None else True
-        rpm_stats, tpm_stats = await asyncio.gather(
+        rpm_stats, tokens = await asyncio.gather(
             self._call("get_window_stats", rpm, "rpm", client.key_id) if rpm is not None else _none(),
-            self._call("get_window_stats", tpm, "tpm", client.key_id) if tpm is not None else _none(),
+            self._tokens("stats", client.key_id) if client.tpm else _none(),
         )
         if rpm_stats is not None:
             headers |= {"x-ratelimit-limit-requests": str(client.rpm),
@@ -104,15 +144,42 @@ class RateLimiter:
                         "x-ratelimit-reset-requests": _reset(rpm_stats.reset_time - now)}
             if not ok:
                 allowed, retry_after, which = False, _wait(rpm_stats.reset_time - now), "requests"
-        if tpm_stats is not None:
-            headers |= {"x-ratelimit-limit-tokens": str(client.tpm),
-                        "x-ratelimit-remaining-tokens": str(max(0, tpm_stats.remaining)),
-                        "x-ratelimit-reset-tokens": _reset(tpm_stats.reset_time - now)}
-            if allowed and tpm_stats.remaining <= 0:
-                allowed, retry_after, which = False, _wait(tpm_stats.reset_time - now), "tokens"
+        if tokens is not None and (window := tokens[0]) is not None:
+            headers |= _token_headers(client, window)
+            if allowed and window.used >= client.tpm:
+                allowed, retry_after, which = False, _wait(window.reset_ms / 1e3), "tokens"
         return Verdict(allowed, headers, retry_after, which)
 
-    async def charge_tokens(self, client: ClientKey, tokens: int) -> None:
-        """Count an answer's tokens in the key's TPM window (after the fact: usage is known then)."""
-        if client.tpm and tokens > 0:
-            await self._call("hit", RateLimitItemPerMinute(client.tpm), "tpm", client.key_id, cost=tokens)
+    async def reserve(self, client: ClientKey, estimate: int) -> Verdict:
+        """Book `estimate` tokens (at most the whole budget) in the key's token window, or refuse."""
+        if not client.tpm:
+            return Verdict(True, {})
+        tokens = min(clamp(estimate), client.tpm)
+        window, shared = await self._tokens("reserve", client.key_id, tokens, client.tpm, WINDOW * 1000)
+        if window is None:  # not reached: only a settlement gives up without a store
+            return Verdict(True, {})
+        headers = _token_headers(client, window)
+        if not window.fitted:
+            return Verdict(False, headers, _wait(window.reset_ms / 1e3), "tokens")
+        return Verdict(True, headers, reservation=Reservation(tokens, window.id, shared))
+
+    async def settle(self, client: ClientKey, reservation: Reservation | None, tokens: int) -> None:
+        """Charge the real cost: the difference to the reservation (refunded when it was less)."""
+        if not client.tpm:
+            return
+        booked = reservation.tokens if reservation is not None else 0
+        delta = clamp(tokens) - booked
+        if delta:
+            await self._tokens("settle", client.key_id, reservation.window_id if reservation else "", delta,
+                               WINDOW * 1000, shared=reservation.shared if reservation else None)
+
+
+    async def aclose(self) -> None:
+        if self._redis_tokens is not None:
+            await self._redis_tokens.aclose()
+
+
+def _token_headers(client: ClientKey, window: Window) -> dict[str, str]:
+    return {"x-ratelimit-limit-tokens": str(client.tpm),
+            "x-ratelimit-remaining-tokens": str(max(0, client.tpm - window.used)),
+            "x-ratelimit-reset-tokens": _reset(window.reset_ms / 1e3)}

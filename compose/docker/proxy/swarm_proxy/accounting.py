@@ -1,0 +1,137 @@
+"""What a request costs: estimates before the answer, the upstream's `usage` after it, and the
+server-sent events of a stream, framed so that the usage chunk can be read (and dropped).
+
+Estimates are rough on purpose (no tokenizer: the proxy serves models of several families):
+a text is len(characters) / 4 tokens, rounded up, at least 1 for the prompt. They are used
+where no `usage` says better: the reservation at admission (prompt + max_tokens, or
+PROXY_RESERVE_MAX_TOKENS where max_tokens is absent, times `n`) and the charge of a stream
+without a usage chunk (prompt estimate + one token per streamed event). Every charge is
+clamped to MAX_CHARGE: an upstream's `total_tokens: 1e30` must neither overflow Redis's 64-bit
+counters nor wrap a budget around into "unlimited".
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Iterator
+
+from pydantic import BaseModel
+
+CHARS_PER_TOKEN = 4
+MAX_CHARGE = 10_000_000  # tokens one answer may be charged: above any model's context window
+EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
+def clamp(tokens: int) -> int:
+    return max(0, min(MAX_CHARGE, tokens))
+
+
+def _text_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """The strings of a prompt, a message's content (a string or a list of parts) or an input."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, str):
+                yield item
+            elif isinstance(item, dict) and isinstance(item.get("text"), str):
+                yield item["text"]
+
+
+def prompt_estimate(body: BaseModel) -> int:
+    """Tokens of the request's text (messages' contents, `prompt` or `input`): characters / 4, at least 1."""
+    texts: list[str] = []
+    for message in getattr(body, "messages", None) or []:
+        texts.extend(_texts(message.content))
+    for field in ("prompt", "input"):
+        texts.extend(_texts(getattr(body, field, None)))
+    return clamp(max(1, sum(_text_tokens(text) for text in texts)))
+
+
+def reservation_estimate(body: BaseModel, default_max_tokens: int) -> int:
+    """What admission reserves: the prompt estimate plus the most the answer may have."""
+    if not hasattr(body, "max_tokens"):  # embeddings: the prompt is the whole cost
+        return prompt_estimate(body)
+    most = getattr(body, "max_completion_tokens", None) or body.max_tokens or default_max_tokens
+    prompts = len(body.prompt) if isinstance(getattr(body, "prompt", None), list) else 1
+    return clamp(prompt_estimate(body) + most * (getattr(body, "n", None) or 1) * max(1, prompts))
+
+
+def usage_of(content: bytes) -> dict[str, int]:
+    """The whole-number counts of an answer's `usage`; anything else an upstream sends (a string,
+    a list, no JSON at all) counts as no usage rather than failing an answer already made."""
+    answer = _json(content)
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    if not isinstance(usage, dict):
+        return {}
+    return {str(k): v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
+
+
+def charged(usage: dict[str, int]) -> int | None:
+    """The tokens a usage says were spent (total, else prompt + completion), clamped; None without one."""
+    if "total_tokens" in usage:
+        return clamp(usage["total_tokens"])
+    if "prompt_tokens" in usage or "completion_tokens" in usage:
+        return clamp(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
+    return None
+
+
+def cacheable_answer(content: bytes) -> bool:
+    """An answer worth caching: a JSON object with `choices` or `data` and no `error`. An upstream's
+    200 with an HTML page, a truncated body or an error object must not be served again for 5 min."""
+    answer = _json(content)
+    return (isinstance(answer, dict) and answer.get("error") is None
+            and isinstance(answer.get("choices", answer.get("data")), list))
+
+
+def _json(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+
+
+class EventStream:
+    """Frames a stream's bytes into whole SSE events (relayed byte for byte as each completes),
+    counts the content events, reads the usage chunk and drops it where the client did not ask
+    for one (OpenAI sends it only with stream_options.include_usage)."""
+
+    def __init__(self, keep_usage_chunk: bool) -> None:
+        self.keep_usage_chunk = keep_usage_chunk
+        self.events = 0
+        self.usage: dict[str, int] = {}
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The whole events `chunk` completes, to send now; a partial event waits for its end."""
+        self._buffer += chunk
+        out: list[bytes] = []
+        while match := EVENT_END.search(self._buffer):
+            event, self._buffer = self._buffer[:match.end()], self._buffer[match.end():]
+            if self._relay(event):
+                out.append(event)
+        return b"".join(out)
+
+    def rest(self) -> bytes:
+        """What is left when the upstream closed (an event without its blank line)."""
+        rest, self._buffer = self._buffer, b""
+        return rest if rest and self._relay(rest) else b""
+
+    def _relay(self, event: bytes) -> bool:
+        data = b"".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
+        if not data or data == b"[DONE]":
+            return True
+        if b'"usage"' in data:
+            parsed = _json(data)
+            usage = usage_of(data) if isinstance(parsed, dict) and isinstance(parsed.get("usage"), dict) else {}
+            if usage:
+                self.usage = usage
+                if parsed.get("choices") == []:  # the usage chunk: no content of its own
+                    return self.keep_usage_chunk
+        self.events += 1
+        return True

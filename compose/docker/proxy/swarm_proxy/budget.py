@@ -1,0 +1,153 @@
+"""Token windows that can be reserved in and settled: the TPM half of the rate limits.
+
+A window opens with its first charge and lasts WINDOW seconds (a fixed window, like the request
+windows of `limits`). It carries an id, so that a settlement refunds only the window its
+reservation was made in: a refund into a later window would hand out tokens nobody reserved.
+A reservation that does not fit is not counted at all (checked and added in one step: a Lua
+script in Redis, no await in between in-process), so parallel requests cannot all pass on the
+same remaining budget. `limits` has no such step (its hit adds first and compares after).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as redis_asyncio
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window after an operation: tokens used in it, milliseconds until it ends, its id, and
+    whether the reservation asked for fitted."""
+
+    used: int
+    reset_ms: int
+    id: str
+    fitted: bool = True
+
+
+class Windows(Protocol):
+    async def stats(self, key: str) -> Window: ...
+    async def reserve(self, key: str, tokens: int, limit: int, window_ms: int) -> Window: ...
+    async def settle(self, key: str, window_id: str, delta: int, window_ms: int) -> None: ...
+
+
+class MemoryWindows:
+    """In-process windows: one replica's view (REDIS_URL unset, or Redis unreachable)."""
+
+    def __init__(self) -> None:
+        self._windows: dict[str, tuple[int, float, str]] = {}  # key -> (used, ends at, id)
+
+    def _current(self, key: str) -> tuple[int, float, str] | None:
+        window = self._windows.get(key)
+        if window is not None and window[1] <= time.monotonic():
+            del self._windows[key]
+            return None
+        return window
+
+    def _window(self, window: tuple[int, float, str] | None, fitted: bool = True) -> Window:
+        if window is None:
+            return Window(0, 0, "", fitted)
+        return Window(window[0], max(0, round((window[1] - time.monotonic()) * 1e3)), window[2], fitted)
+
+    def _add(self, key: str, tokens: int, window_ms: int) -> tuple[int, float, str]:
+        window = self._current(key)
+        if window is None:
+            window = (0, time.monotonic() + window_ms / 1e3, uuid.uuid4().hex)
+        self._windows[key] = window = (window[0] + tokens, window[1], window[2])
+        return window
+
+    async def stats(self, key: str) -> Window:
+        return self._window(self._current(key))
+
+    async def reserve(self, key: str, tokens: int, limit: int, window_ms: int) -> Window:
+        window = self._current(key)
+        if window is not None and window[0] + tokens > limit:
+            return self._window(window, fitted=False)
+        return self._window(self._add(key, tokens, window_ms))
+
+    async def settle(self, key: str, window_id: str, delta: int, window_ms: int) -> None:
+        if delta > 0:
+            self._add(key, delta, window_ms)
+            return
+        window = self._current(key)
+        if window is not None and window[2] == window_id:
+            self._windows[key] = (max(0, window[0] + delta), window[1], window[2])
+
+
+# KEYS[1] the window (a hash: used, id); ARGV: tokens, limit, window ms, id for a new window.
+# Answers {fitted (0/1), used, ms left, window id}.
+RESERVE = """
+local used = tonumber(redis.call('hget', KEYS[1], 'used') or '0')
+local ttl = redis.call('pttl', KEYS[1])
+local tokens, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+if ttl > 0 and used + tokens > limit then
+  return {0, used, ttl, redis.call('hget', KEYS[1], 'id') or ''}
+end
+if ttl <= 0 then
+  redis.call('del', KEYS[1])
+  redis.call('hset', KEYS[1], 'used', tokens, 'id', ARGV[4])
+  redis.call('pexpire', KEYS[1], ARGV[3])
+  return {1, tokens, tonumber(ARGV[3]), ARGV[4]}
+end
+return {1, redis.call('hincrby', KEYS[1], 'used', tokens), ttl, redis.call('hget', KEYS[1], 'id')}
+"""
+# ARGV: delta (a refund when negative), the reservation's window id, window ms, id for a new window.
+SETTLE = """
+local delta = tonumber(ARGV[1])
+local ttl = redis.call('pttl', KEYS[1])
+if delta < 0 then
+  if ttl > 0 and redis.call('hget', KEYS[1], 'id') == ARGV[2] then
+    local used = tonumber(redis.call('hget', KEYS[1], 'used') or '0')
+    redis.call('hset', KEYS[1], 'used', math.max(0, used + delta))
+  end
+  return 0
+end
+if ttl <= 0 then
+  redis.call('del', KEYS[1])
+  redis.call('hset', KEYS[1], 'used', delta, 'id', ARGV[4])
+  redis.call('pexpire', KEYS[1], ARGV[3])
+else
+  redis.call('hincrby', KEYS[1], 'used', delta)
+end
+return 0
+"""
+STATS = """
+local used = tonumber(redis.call('hget', KEYS[1], 'used') or '0')
+return {used, redis.call('pttl', KEYS[1]), redis.call('hget', KEYS[1], 'id') or ''}
+"""
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisWindows:
+    """Windows in Redis, shared by every replica; raises redis-py's errors (the caller falls back)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._client = redis_asyncio.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._reserve = self._client.register_script(RESERVE)
+        self._settle = self._client.register_script(SETTLE)
+        self._stats = self._client.register_script(STATS)
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return f"swarm-proxy:tpm:{key}"
+
+    async def stats(self, key: str) -> Window:
+        used, ttl, window_id = await self._stats(keys=[self._key(key)])
+        return Window(int(used), max(0, int(ttl)), _text(window_id))
+
+    async def reserve(self, key: str, tokens: int, limit: int, window_ms: int) -> Window:
+        fitted, used, ttl, window_id = await self._reserve(
+            keys=[self._key(key)], args=[tokens, limit, window_ms, uuid.uuid4().hex])
+        return Window(int(used), max(0, int(ttl)), _text(window_id), bool(int(fitted)))
+
+    async def settle(self, key: str, window_id: str, delta: int, window_ms: int) -> None:
+        await self._settle(keys=[self._key(key)], args=[delta, window_id, window_ms, uuid.uuid4().hex])
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,92 @@
+"""A scripted upstream for the proxy's tests: a thread-based OpenAI-like server (in this process)
+standing in for the engine where a test needs an answer the engine would never give (a `usage`
+that is a string, a 200 that is not JSON), a slow answer, or many cheap ones. Like OpenAI and
+vLLM it streams a usage chunk only when asked (stream_options.include_usage)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+
+from tests.live_parts import MODEL
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+class Scripted:
+    """What the scripted upstream answers: `usage` goes into every completion, `served` counts them,
+    `requests` holds the bodies it received."""
+
+    def __init__(self) -> None:
+        self.usage: Any = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        self.served = 0
+        self.error: tuple[int, str, bytes] | None = None  # (status, content type, body) to answer instead
+        self.stream_usage = True  # False: an upstream that never sends a usage chunk
+        self.delay = 0.0  # seconds before each completion
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def completion(self) -> dict[str, Any]:
+        with self._lock:
+            self.served += 1
+            served = self.served
+        return {"id": f"cmpl-{served}", "object": "chat.completion", "created": 0, "model": MODEL,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": f"answer {served}"},
+                             "finish_reason": "stop"}], "usage": self.usage}
+
+
+def openai_error(body: bytes) -> dict[str, Any]:
+    error = json.loads(body)["error"]
+    assert {"message", "type", "param", "code"} <= set(error), error
+    return error
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[str, Scripted]]:
+    """(base URL, script) of an OpenAI-like upstream serving MODEL, streaming or not."""
+    script = Scripted()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._send(200, json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())
+
+        def do_POST(self) -> None:  # noqa: N802
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            script.requests.append(request)
+            if script.error is not None:
+                self._send(script.error[0], script.error[2], script.error[1])
+                return
+            time.sleep(script.delay)
+            answer = script.completion()
+            if request.get("stream"):
+                events = "".join(f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': word}}]})}\n\n"
+                                 for word in ("hi", " there"))
+                asked = isinstance(request.get("stream_options"), dict) and request["stream_options"].get("include_usage")
+                if asked is True and script.stream_usage:
+                    events += f"data: {json.dumps({'choices': [], 'usage': script.usage})}\n\n"
+                self._send(200, (events + "data: [DONE]\n\n").encode(), "text/event-stream")
+            else:
+                self._send(200, json.dumps(answer).encode())
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", script
+    finally:
+        server.shutdown()
+        server.server_close()
