@@ -3,13 +3,14 @@ with a message naming the object and the rule. The suite runs for real, in a sub
 mutated copy of compose/ and helm/."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from swarm_checks.static import compose_rules, helm_reference_rules, helm_rules, helm_vllm_rules
+from swarm_checks.static import compose_rules, helm_reference_rules, helm_rules, helm_values_rules, helm_vllm_rules
 from tests.conftest import STATIC_SUITE, edit
 
 
@@ -36,6 +37,17 @@ def _env_example(root: Path) -> Path:
 
 def _template(root: Path, name: str) -> Path:
     return root / "helm" / "templates" / name
+
+
+def _open_schema_object(root: Path, *path: str) -> None:
+    """Drop `additionalProperties: false` from the object of values.schema.json at this path."""
+    schema_file = root / "helm" / "values.schema.json"
+    schema = json.loads(schema_file.read_text())
+    node = schema
+    for part in path:
+        node = node["properties"][part]
+    assert node.pop("additionalProperties") is False, f"{'.'.join(path)} was not closed"
+    schema_file.write_text(json.dumps(schema, indent=2))
 
 
 COMPOSE_VARIANTS: dict[str, Broken] = {
@@ -202,6 +214,26 @@ HELM_VARIANTS: dict[str, Broken] = {
         lambda r: edit(_template(r, "redis.yaml"), '(list (dict "name" "redis" "port" 6379))', '(list (dict "name" "redis" "port" 6379 "targetPort" "redis-tls"))'),
         "test_chart_rule and service-targets",
         "chart [defaults] Service/swarm-redis: rule 'service-targets': port 'redis' targets 'redis-tls', which no container of StatefulSet/swarm-redis declares"),
+    # Safe to run and to upgrade: disruption budgets, monitoring through the NetworkPolicies, closed values.
+    "no-disruption-budget": Broken(
+        lambda r: edit(_template(r, "_helpers.tpl"), '{{- include "swarm.disruptionBudget" . }}\n', ""),
+        "test_chart_rule and disruption-budgets",
+        "chart [defaults] Deployment/swarm-ray-worker: rule 'disruption-budgets': up to 2 replicas and no PodDisruptionBudget selects its pods"),
+    "disruption-budget-blocks-drains": Broken(
+        lambda r: edit(_template(r, "_helpers.tpl"), "maxUnavailable: {{ .root.Values.podDisruptionBudget.maxUnavailable }}", "maxUnavailable: 0"),
+        "test_chart_rule and disruption-budgets",
+        "chart [defaults] PodDisruptionBudget/swarm-ray-worker: rule 'disruption-budgets': maxUnavailable 0 refuses every eviction of Deployment/swarm-ray-worker's pods"),
+    "prometheus-blocked-by-network-policies": Broken(
+        lambda r: edit(_template(r, "networkpolicies.yaml"), "{{- with get $scraped $component }}", "{{- with false }}"),
+        "test_chart_rule and monitoring-reachable",
+        "chart [monitoring.prometheus.serviceMonitor.enabled=true] ServiceMonitor/swarm-ray-head: rule 'monitoring-reachable': scrapes port 'metrics' of Deployment/swarm-ray-head, but NetworkPolicy/swarm-ray-head admits no other namespace"),
+    "values-object-open": Broken(
+        lambda r: _open_schema_object(r, "proxy", "cache"),
+        "test_chart_values_rule and values-closed",
+        "values proxy.cache: rule 'values-closed': an unknown key 'swarmTypoKey' passes values.schema.json"),
+    "value-ignored-by-templates": Broken(
+        lambda r: edit(_template(r, "proxy.yaml"), "{{ .cfg.defaultTpm | quote }}", '"200000"'),
+        "test_chart_values_rule and values-read", "values proxy.defaultTpm: rule 'values-read': no template reads it"),
 }
 
 
@@ -236,7 +268,7 @@ def test_helm_variant_fails_static_suite(variant: str, asset_copy: Path, pyteste
 
 def test_unbroken_copy_passes(asset_copy: Path, pytester: pytest.Pytester) -> None:
     """The control: the same run on an untouched copy passes, so the failures above are the breaks'."""
-    result = _run_static(pytester, asset_copy, "test_compose_rule or test_chart_rule")
+    result = _run_static(pytester, asset_copy, "test_compose_rule or test_chart_rule or test_chart_values_rule")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
 
 
@@ -244,6 +276,7 @@ def test_every_rule_has_a_broken_variant() -> None:
     """Each rule of the static suite is proven able to fail: some variant expects its failure line,
     so a rule added without a broken variant fails here."""
     expected = [broken.expected for broken in (*COMPOSE_VARIANTS.values(), *HELM_VARIANTS.values())]
-    rules = [rule.name for rule in (*compose_rules.RULES, *helm_rules.RULES, *helm_vllm_rules.RULES, *helm_reference_rules.RULES)]
+    rules = [rule.name for rule in (*compose_rules.RULES, *helm_rules.RULES, *helm_vllm_rules.RULES, *helm_reference_rules.RULES,
+                                    *helm_values_rules.RULES)]
     missing = [name for name in rules if not any(f"rule '{name}'" in line for line in expected)]
     assert not missing, f"rules without a broken variant: {', '.join(missing)}"

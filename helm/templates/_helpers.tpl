@@ -161,6 +161,30 @@ spec:
         {{- include "swarm.claimSpec" (dict "root" $.root "size" .size) | nindent 8 }}
     {{- end }}
   {{- end }}
+{{- include "swarm.disruptionBudget" . }}
+{{- end }}
+
+{{/*
+A PodDisruptionBudget for a workload that may run more than one pod (replicas > 1, or "auto": an
+HPA owns the count), so that a node drain evicts its pods podDisruptionBudget.maxUnavailable at a
+time instead of all at once; maxUnavailable (never 0, the schema says) lets drains finish.
+Emitted by swarm.workload after the workload, as its own document.
+*/}}
+{{- define "swarm.disruptionBudget" -}}
+{{- if or (eq (toString .replicas) "auto") (gt (int (.replicas | default 1)) 1) }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "swarm.name" . }}
+  labels:
+    {{- include "swarm.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ .root.Values.podDisruptionBudget.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "swarm.selectorLabels" . | nindent 6 }}
+{{- end }}
 {{- end }}
 
 {{/* A ClusterIP Service with the annotations swarm_checks discovers. (root, component, ports, kind, port, model) */}}
@@ -231,4 +255,21 @@ failureThreshold: {{ .failures | default 6 }}
 {{- if .Values.minio.enabled }}{{ $c = append $c "minio" }}{{ end -}}
 {{- if .Values.proxy.enabled }}{{ $c = append $c "proxy" }}{{ end -}}
 {{ join "," $c }}
+{{- end }}
+
+{{/*
+What Prometheus scrapes when monitoring.prometheus.serviceMonitor.enabled, as a JSON list of
+(component, Service port name, container port, path): servicemonitors.yaml renders a
+ServiceMonitor for each, networkpolicies.yaml lets monitoring.prometheus.namespaceSelector reach
+the container port, so that the two cannot disagree.
+*/}}
+{{- define "swarm.metricsTargets" -}}
+{{- $targets := list -}}
+{{- if .Values.monitoring.prometheus.serviceMonitor.enabled -}}
+{{- $targets = append $targets (dict "component" "ray-head" "port" "metrics" "containerPort" 8080 "path" "/metrics") -}}
+{{- if .Values.vllm.phi.enabled }}{{ $targets = append $targets (dict "component" "vllm-phi" "port" "http" "containerPort" 8000 "path" "/metrics") }}{{ end -}}
+{{- if .Values.vllm.large.enabled }}{{ $targets = append $targets (dict "component" "vllm-large" "port" "http" "containerPort" 8000 "path" "/metrics") }}{{ end -}}
+{{- if .Values.proxy.enabled }}{{ $targets = append $targets (dict "component" "proxy" "port" "http" "containerPort" 8080 "path" "/metrics") }}{{ end -}}
+{{- end -}}
+{{ toJson $targets }}
 {{- end }}

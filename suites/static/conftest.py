@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from swarm_checks import SwarmError, SwarmSettings, fail, static
-from swarm_checks.static import compose_rules, helm_rules
+from swarm_checks.static import compose_rules, helm_rules, helm_values_rules
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +36,13 @@ def chart_renders(swarm_settings: SwarmSettings) -> dict[str, helm_rules.ChartRe
         }
     except (SwarmError, FileNotFoundError) as error:
         fail(f"chart {chart}: rule 'renders': {error}")
+
+
+@pytest.fixture(scope="session")
+def chart_values(swarm_settings: SwarmSettings) -> helm_values_rules.ChartValues:
+    """The chart's values, schema and render overrides, for the rules over the values as a whole."""
+    chart = swarm_settings.chart
+    try:
+        return helm_values_rules.load_values(chart)
+    except (SwarmError, FileNotFoundError, ValueError) as error:
+        fail(f"chart {chart}: rule 'values': {error}")

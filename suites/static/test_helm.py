@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 
 from swarm_checks import Catalog, SwarmSettings, static
-from swarm_checks.static import Violation, fail_on, helm_reference_rules, helm_rules, helm_vllm_rules
+from swarm_checks.static import Violation, fail_on, helm_reference_rules, helm_rules, helm_values_rules, helm_vllm_rules
 
 _MATRIX = static.service_matrix()
 # The chart's rules: the checklist every workload follows, the vLLM Deployments' own, then what
-# manifests refer to (Service targets, the image registry).
+# manifests refer to (Service targets, the image registry, disruption budgets, monitoring through
+# the NetworkPolicies).
 CHART_RULES = helm_rules.RULES + helm_vllm_rules.RULES + helm_reference_rules.RULES
 # Linted variants: the defaults, everything on, and the primary LLM slot on CPUs.
 LINTED = ("defaults", "everything-on", 'vllm.phi.device="cpu"')
@@ -58,3 +59,9 @@ def test_services_discoverable(chart_renders: dict[str, helm_rules.ChartRender])
 def test_chart_rule(rule: Any, chart_renders: dict[str, helm_rules.ChartRender]) -> None:
     """One rule over every variant's manifests."""
     fail_on(violation for render in chart_renders.values() for violation in rule.check(render))
+
+
+@pytest.mark.parametrize("rule", helm_values_rules.RULES, ids=[rule.name for rule in helm_values_rules.RULES])
+def test_chart_values_rule(rule: Any, chart_values: helm_values_rules.ChartValues) -> None:
+    """One rule over the chart's values as a whole: the schema closed, every value read."""
+    fail_on(rule.check(chart_values))

@@ -58,6 +58,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                                  "large": {**_SCHEDULING, "runtimeClassName": "nvidia", "enabled": True, "gpuMemoryUtilization": 0.45}}},
     "vllm-scheduling-cpu": {"vllm": {"phi": {"device": "cpu", "cpu": {**_SCHEDULING, "tolerations": _SCHEDULING["tolerations"][1:],
                                                                       "runtimeClassName": "runc"}}}},
+    # Langfuse scaled out: its web and worker Deployments need PodDisruptionBudgets too.
+    "langfuse-scaled": {"langfuse": {"web": {"replicas": 2}, "worker": {"replicas": 3}}},
 }
 
 
