@@ -33,15 +33,6 @@ def key_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def cache_key(path: str, body: dict[str, Any], client_key: str | None = None, scope: str = "key") -> str:
-    """The Redis key the proxy stores an answer under (swarm_proxy/cache.py): the scope (the
-    client's key id, or "shared" with PROXY_CACHE_SCOPE=shared), the endpoint and the canonical
-    JSON of the body (sorted keys, no spaces, ASCII escapes), hashed."""
-    prefix = key_id(client_key or "") if scope == "key" else "shared"
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "swarm-proxy:cache:" + hashlib.sha256(f"{prefix}\n{path}\n{canonical}".encode()).hexdigest()
-
-
 def cacheable_body(model: str, nonce: str | None = None) -> dict[str, Any]:
     """A temperature-0, non-streaming chat request no earlier run has sent (the nonce)."""
     nonce = nonce or uuid.uuid4().hex[:12]
@@ -77,9 +68,15 @@ def assert_same_hit(status: int, headers: dict[str, str], body: bytes, cached: b
     assert body == cached, "the second replica's hit differs from the answer the first one cached"
 
 
-def find_cache_entry(client: Any, key: str, databases: int = 16) -> tuple[int, int] | None:
-    """(database, TTL seconds) of the key in Redis, looking through every database (the proxy's
-    REDIS_URL picks one; the Compose file uses 1). `client`: a redis-py client of that server."""
+CACHE_PATTERN = "swarm-proxy:cache:*"
+
+
+def find_cache_entry(client: Any, answer: bytes, databases: int = 16) -> tuple[int, str, int] | None:
+    """(database, key, TTL seconds) of the proxy's cache entry that holds `answer`, looking
+    through every database (the proxy's REDIS_URL picks one; the Compose file uses 1) under the
+    proxy's key prefix. Found by what it holds, not by re-deriving the proxy's key: how the proxy
+    hashes a request is its own business (and scoping per key has tests of its own, tests/proxy).
+    `client`: a redis-py client of that server."""
     import redis
 
     pool = client.connection_pool
@@ -87,8 +84,9 @@ def find_cache_entry(client: Any, key: str, databases: int = 16) -> tuple[int, i
         other = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class,
                                                                  **{**pool.connection_kwargs, "db": db}))
         try:
-            if other.exists(key):
-                return db, int(other.ttl(key))
+            for key in other.scan_iter(match=CACHE_PATTERN, count=500):
+                if other.get(key) == answer:
+                    return db, key.decode(), int(other.ttl(key))
         finally:
             other.close()
     return None

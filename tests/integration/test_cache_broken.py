@@ -7,7 +7,7 @@ import uuid
 import pytest
 import redis
 
-from integration_proxy import assert_same_hit, cache_key, cacheable_body, find_cache_entry, miss_then_hit, post_chat
+from integration_proxy import assert_same_hit, cacheable_body, find_cache_entry, miss_then_hit, post_chat
 from tests.live_parts import MODEL, REDIS_PASSWORD, start_redis
 
 
@@ -21,8 +21,8 @@ def test_miss_then_hit_and_the_entry_in_redis(start_proxy, redis_container) -> N
     first, _ = miss_then_hit(proxy.base_url, proxy.key, body)
     client = _redis(redis_container)
     try:
-        found = find_cache_entry(client, cache_key("chat/completions", body, proxy.key))
-        assert found is not None and 0 < found[1] <= 120, found
+        found = find_cache_entry(client, first.content)
+        assert found is not None and 0 < found[2] <= 120, found
     finally:
         client.close()
 
