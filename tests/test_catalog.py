@@ -5,6 +5,7 @@ from pathlib import Path
 
 from swarm_checks import helm_render
 from swarm_checks.catalog import Catalog, load_compose_catalog
+from swarm_checks.static.helm_rules import OFFLINE_SECRETS
 from tests.conftest import CHART_DIR, COMPOSE_DIR, edit
 
 ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
@@ -30,7 +31,7 @@ def test_a_service_added_to_the_assets_is_discovered(asset_copy: Path) -> None:
 
 
 def test_chart_services_are_discovered_from_annotations() -> None:
-    manifests = helm_render.render(CHART_DIR, {"proxy": {"enabled": True}})
+    manifests = helm_render.render(CHART_DIR, {"proxy": {"enabled": True}, **OFFLINE_SECRETS})
     catalog = Catalog.from_manifests(manifests, source="helm")
     assert catalog.services["vllm-phi"].kind == "llm"
     assert catalog.services["vllm-phi"].model == "phi-3.5-mini"
@@ -39,7 +40,7 @@ def test_chart_services_are_discovered_from_annotations() -> None:
 
 
 def test_switching_a_store_off_removes_it_from_the_chart_catalog() -> None:
-    manifests = helm_render.render(CHART_DIR, {"redis": {"enabled": False, "external": {"host": "redis.example"}}})
+    manifests = helm_render.render(CHART_DIR, {"redis": {"enabled": False, "external": {"host": "redis.example"}}, **OFFLINE_SECRETS})
     catalog = Catalog.from_manifests(manifests)
     assert "redis" not in catalog.active
     env = [e for doc in manifests if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "swarm-langfuse-web"

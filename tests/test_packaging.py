@@ -168,7 +168,7 @@ def test_each_extra_alone_imports_what_it_promises(extra: str, fresh_install: Ca
         check = venv.run(["python", "-c", f"""
 import pathlib, kubernetes_validate
 from swarm_checks import helm_render
-docs = helm_render.render(pathlib.Path({str(ROOT / 'helm')!r}), None)
+docs = helm_render.render(pathlib.Path({str(ROOT / 'helm')!r}), {{'secrets': {{'generate': 'offline'}}}})
 kubernetes_validate.validate(next(d for d in docs if d["kind"] == "Deployment"), "1.30.0", strict=True)
 print(len(docs))
 """], cwd=tmp_path, path=NO_TOOLS)

@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from swarm_checks.static import compose_rules, helm_reference_rules, helm_rules, helm_values_rules, helm_vllm_rules
+from swarm_checks.static import compose_rules, helm_reference_rules, helm_rules, helm_upstream_rules, helm_values_rules, helm_vllm_rules
 from tests.conftest import STATIC_SUITE, edit
 
 
@@ -231,6 +231,34 @@ HELM_VARIANTS: dict[str, Broken] = {
         lambda r: _open_schema_object(r, "proxy", "cache"),
         "test_chart_values_rule and values-closed",
         "values proxy.cache: rule 'values-closed': an unknown key 'swarmTypoKey' passes values.schema.json"),
+    # What Compose guarantees, held on the chart: Redis never evicts, vLLM's context is capped, Langfuse v3 and ClickHouse get what they need.
+    "chart-redis-evicts": Broken(
+        lambda r: edit(_template(r, "redis.yaml"), '"--maxmemory-policy", "noeviction"', '"--maxmemory-policy", "allkeys-lru"'),
+        "test_chart_rule and redis-noeviction",
+        "chart [defaults] StatefulSet/swarm-redis container 'redis': rule 'redis-noeviction': runs with --maxmemory-policy allkeys-lru"),
+    "vllm-context-uncapped": Broken(
+        lambda r: edit(_template(r, "vllm.yaml"), "    - --max-model-len={{ .cfg.maxModelLen }}\n    - --gpu-memory-utilization", "    - --gpu-memory-utilization"),
+        "test_chart_rule and vllm-context", "chart [defaults] Deployment/swarm-vllm-phi container 'vllm': rule 'vllm-context': no positive --max-model-len (None)"),
+    "langfuse-clickhouse-cluster": Broken(
+        lambda r: edit(_template(r, "langfuse.yaml"), '{name: CLICKHOUSE_CLUSTER_ENABLED, value: "false"}', '{name: CLICKHOUSE_CLUSTER_ENABLED, value: "true"}'),
+        "test_chart_rule and langfuse-requirements",
+        "chart [defaults] Deployment/swarm-langfuse-worker container 'langfuse-worker': rule 'langfuse-requirements': CLICKHOUSE_CLUSTER_ENABLED is 'true'"),
+    "langfuse-without-redis": Broken(
+        lambda r: edit(_template(r, "langfuse.yaml"), '- {name: REDIS_HOST, value: {{ include "swarm.redisHost" $root | quote }}}\n', ""),
+        "test_chart_rule and langfuse-requirements",
+        "chart [defaults] Deployment/swarm-langfuse-web container 'langfuse-web': rule 'langfuse-requirements': no REDIS_CONNECTION_STRING or REDIS_HOST"),
+    "langfuse-on-a-disabled-clickhouse": Broken(
+        lambda r: edit(_template(r, "_helpers.tpl"), '{{- if .Values.clickhouse.enabled }}http://', '{{- if true }}http://'),
+        "test_chart_rule and langfuse-requirements",
+        "chart [clickhouse.enabled=false] Deployment/swarm-langfuse-web container 'langfuse-web': rule 'langfuse-requirements': CLICKHOUSE_URL names host 'swarm-clickhouse', which no Service of the chart renders"),
+    "langfuse-encryption-key-not-hex": Broken(
+        lambda r: edit(_template(r, "_secrets.tpl"), "{{ randAlphaNum 64 | sha256sum }}", "{{ randAlphaNum 64 }}"),
+        "test_chart_rule and langfuse-encryption-key",
+        "chart [defaults] Deployment/swarm-langfuse-web container 'langfuse-web': rule 'langfuse-encryption-key': ENCRYPTION_KEY is 64 characters, not 64 hex characters"),
+    "clickhouse-too-old": Broken(
+        lambda r: edit(_values(r), "    tag: 24.12.3.47", "    tag: 23.8.16.16"),
+        "test_chart_rule and clickhouse-version",
+        "chart [defaults] StatefulSet/swarm-clickhouse container 'clickhouse': rule 'clickhouse-version': image 'clickhouse/clickhouse-server:23.8.16.16' is older than ClickHouse 24.3"),
     "value-ignored-by-templates": Broken(
         lambda r: edit(_template(r, "proxy.yaml"), "{{ .cfg.defaultTpm | quote }}", '"200000"'),
         "test_chart_values_rule and values-read", "values proxy.defaultTpm: rule 'values-read': no template reads it"),
@@ -277,6 +305,6 @@ def test_every_rule_has_a_broken_variant() -> None:
     so a rule added without a broken variant fails here."""
     expected = [broken.expected for broken in (*COMPOSE_VARIANTS.values(), *HELM_VARIANTS.values())]
     rules = [rule.name for rule in (*compose_rules.RULES, *helm_rules.RULES, *helm_vllm_rules.RULES, *helm_reference_rules.RULES,
-                                    *helm_values_rules.RULES)]
+                                    *helm_upstream_rules.RULES, *helm_values_rules.RULES)]
     missing = [name for name in rules if not any(f"rule '{name}'" in line for line in expected)]
     assert not missing, f"rules without a broken variant: {', '.join(missing)}"

@@ -111,8 +111,11 @@ spec:
     metadata:
       labels:
         {{- include "swarm.selectorLabels" . | nindent 8 }}
+      {{- with include "swarm.secretChecksum" (dict "root" .root "containers" .containers "initContainers" .initContainers) }}
       annotations:
-        checksum/secrets: {{ include (print .root.Template.BasePath "/secrets.yaml") .root | sha256sum | trunc 16 | quote }}
+        {{- /* only the Secret keys these pods read: a changed password restarts its readers alone */}}
+        checksum/secrets: {{ . | quote }}
+      {{- end }}
     spec:
       serviceAccountName: {{ include "swarm.name" . }}
       automountServiceAccountToken: false
@@ -226,6 +229,12 @@ spec:
 {{- end }}
 {{- define "swarm.postgresPort" -}}
 {{- if .Values.postgresql.enabled }}5432{{ else }}{{ .Values.postgresql.external.port }}{{ end }}
+{{- end }}
+{{- define "swarm.clickhouseUrl" -}}
+{{- if .Values.clickhouse.enabled }}http://{{ include "swarm.name" (dict "root" . "component" "clickhouse") }}:8123{{ else }}{{ required "clickhouse.external.url is required when clickhouse.enabled=false (Langfuse v3 needs ClickHouse)" .Values.clickhouse.external.url }}{{ end }}
+{{- end }}
+{{- define "swarm.clickhouseMigrationUrl" -}}
+{{- if .Values.clickhouse.enabled }}clickhouse://{{ include "swarm.name" (dict "root" . "component" "clickhouse") }}:9000{{ else }}{{ required "clickhouse.external.migrationUrl is required when clickhouse.enabled=false (Langfuse v3 needs ClickHouse)" .Values.clickhouse.external.migrationUrl }}{{ end }}
 {{- end }}
 {{- define "swarm.s3Endpoint" -}}
 {{- if .Values.minio.enabled }}http://{{ include "swarm.name" (dict "root" . "component" "minio") }}:9000{{ else }}{{ required "minio.external.endpoint is required when minio.enabled=false" .Values.minio.external.endpoint }}{{ end }}

@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 
 from swarm_checks import Catalog, SwarmSettings, static
-from swarm_checks.static import Violation, fail_on, helm_reference_rules, helm_rules, helm_values_rules, helm_vllm_rules
+from swarm_checks.static import Violation, fail_on, helm_reference_rules, helm_rules, helm_upstream_rules, helm_values_rules, helm_vllm_rules
 
 _MATRIX = static.service_matrix()
 # The chart's rules: the checklist every workload follows, the vLLM Deployments' own, then what
 # manifests refer to (Service targets, the image registry, disruption budgets, monitoring through
-# the NetworkPolicies).
-CHART_RULES = helm_rules.RULES + helm_vllm_rules.RULES + helm_reference_rules.RULES
+# the NetworkPolicies), then what Langfuse, ClickHouse and Redis require (as Compose holds them).
+CHART_RULES = helm_rules.RULES + helm_vllm_rules.RULES + helm_reference_rules.RULES + helm_upstream_rules.RULES
 # Linted variants: the defaults, everything on, and the primary LLM slot on CPUs.
 LINTED = ("defaults", "everything-on", 'vllm.phi.device="cpu"')
 

@@ -1,4 +1,4 @@
-"""Rules for the Helm chart, checked on its rendered manifests: the security checklist and more.
+"""Rules for the Helm chart on its rendered manifests: the security checklist (vLLM's own: helm_vllm_rules).
 
 Each rule receives one `ChartRender` (the manifests of one set of values) and yields violations
 naming the variant, the object and the rule.
@@ -33,7 +33,7 @@ FLAGS: dict[str, dict[str, Any]] = {
     "vllm.large.enabled": {},
     "ray.worker.autoscaling.enabled": {},
     "langfuse.enabled": {},
-    "clickhouse.enabled": {},
+    "clickhouse.enabled": {"clickhouse": {"external": {"url": "https://ch.managed.example:8443", "migrationUrl": "clickhouse://ch.managed.example:9440"}}},
     "qdrant.enabled": {},
     "redis.enabled": {"redis": {"external": {"host": "redis.managed.example"}}},
     "postgresql.enabled": {"postgresql": {"external": {"host": "pg.managed.example"}}},
@@ -60,7 +60,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                                                                       "runtimeClassName": "runc"}}}},
     # Langfuse scaled out: its web and worker Deployments need PodDisruptionBudgets too.
     "langfuse-scaled": {"langfuse": {"web": {"replicas": 2}, "worker": {"replicas": 3}}},
+    "existing-secret": {"existingSecret": "swarm-managed"},  # secrets managed elsewhere: renders offline as it is
 }
+OFFLINE_SECRETS = {"secrets": {"generate": "offline"}}  # offline renders generate only if asked (_secrets.tpl)
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def variants(defaults: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Overrides per variant: the defaults, each flag flipped alone, each other choice of a
-    setting alone, the scenarios, and every flag on."""
+    """Overrides per variant: the defaults, each flag flipped alone, each other choice alone, the scenarios, everything on."""
     result: dict[str, dict[str, Any]] = {"defaults": {}}
     everything: dict[str, Any] = {}
     for flag, extra in FLAGS.items():
@@ -127,7 +128,7 @@ def variants(defaults: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         result[name] = copy.deepcopy(overrides)
     _merge(everything, {"vllm": {"phi": {"gpuMemoryUtilization": 0.45}, "large": {"gpuMemoryUtilization": 0.45}}})
     result["everything-on"] = everything
-    return result
+    return {name: overrides if "existingSecret" in overrides else _merge(overrides, OFFLINE_SECRETS) for name, overrides in result.items()}
 
 
 def render_variant(chart: Path, variant: str, overrides: Mapping[str, Any]) -> ChartRender:
@@ -382,7 +383,6 @@ def check_autoscaling(render: ChartRender) -> Iterator[Violation]:
                 yield _v(render, worker, "autoscaling", "replicas differ from ray.worker.replicas")
 
 
-# The vLLM Deployments' own rules, per device, are in helm_vllm_rules.
 RULES: tuple[Rule[ChartRender], ...] = (
     Rule("schema-valid", f"every manifest validates against Kubernetes {KUBERNETES_VERSION}", check_schema),
     Rule("non-root", "containers run as non-root", check_non_root),

@@ -111,6 +111,26 @@ def check_limits(render: ChartRender) -> Iterator[Violation]:
             yield _v(render, doc, "vllm-limits", f"memory limit {limits.get('memory')} is below {parts}", name)
 
 
+def max_model_len(container: Mapping[str, Any]) -> str | None:
+    """The --max-model-len the engine is started with (`--max-model-len=N` or `--max-model-len N`)."""
+    words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
+    for index, word in enumerate(words):
+        if word.startswith("--max-model-len="):
+            return word.split("=", 1)[1]
+        if word == "--max-model-len" and index + 1 < len(words):
+            return words[index + 1]
+    return None
+
+
+def check_context(render: ChartRender) -> Iterator[Violation]:
+    """Without --max-model-len vLLM sizes the context to the model's maximum (128K for Phi-3.5), whose
+    KV cache does not fit the GPU (or the CPU KV cache): the engine refuses to start."""
+    for doc, _, container, _ in _vllm(render):
+        length = max_model_len(container)
+        if length is None or not length.isdigit() or int(length) < 1:
+            yield _v(render, doc, "vllm-context", f"no positive --max-model-len ({length!r}): vLLM would size the context, and its KV cache, to the model's maximum", container.get("name"))
+
+
 def check_startup(render: ChartRender) -> Iterator[Violation]:
     for doc, _, container, wanted in _vllm(render):
         startup = container.get("startupProbe")
@@ -171,6 +191,7 @@ RULES: tuple[Rule[ChartRender], ...] = (
     Rule("vllm-device", "a GPU limit in GPU mode; in CPU mode no GPU and the CPU image", check_device),
     Rule("vllm-shm", "a memory-backed, size-limited /dev/shm", check_shm),
     Rule("vllm-limits", "cpu and memory limits; memory that holds /dev/shm, the KV cache and the engine", check_limits),
+    Rule("vllm-context", "a capped context: --max-model-len", check_context),
     Rule("vllm-startup", "a startupProbe long enough for the device's model loading", check_startup),
     Rule("gpu-rollout", "Deployments requesting a GPU roll out with Recreate or maxSurge 0", check_gpu_rollout),
     Rule("vllm-scheduling", "the slot's tolerations, nodeSelector, affinity, priority and runtime classes render", check_scheduling),
