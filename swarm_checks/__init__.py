@@ -6,6 +6,7 @@ reference". Suites and users' conftest files import from here, `swarm_checks.loa
 `swarm_checks.static` only; everything else is internal and may move.
 """
 from swarm_checks.catalog import Catalog, Service
+from swarm_checks.dashboards import DashboardFinding, dashboard_queries, exported_metric_names, load_dashboards, missing_metrics
 from swarm_checks.endpoint import Endpoint
 from swarm_checks.errors import SwarmError, SwarmUsageError, TargetCapabilityError, fail
 from swarm_checks.options import SwarmSettings
@@ -14,7 +15,8 @@ from swarm_checks.stash import deployment_catalog
 from swarm_checks.targets.base import ExecResult, Target
 
 __all__ = [
-    "Catalog", "Endpoint", "ExecResult", "GiveUp", "Probe", "Service", "SwarmError", "SwarmSettings",
-    "SwarmUsageError", "Target", "TargetCapabilityError", "default_probes", "deployment_catalog", "fail", "ray_alive_nodes",
+    "Catalog", "DashboardFinding", "Endpoint", "ExecResult", "GiveUp", "Probe", "Service", "SwarmError", "SwarmSettings",
+    "SwarmUsageError", "Target", "TargetCapabilityError", "dashboard_queries", "default_probes", "deployment_catalog",
+    "exported_metric_names", "fail", "load_dashboards", "missing_metrics", "ray_alive_nodes",
 ]
 __version__ = "0.1.0"

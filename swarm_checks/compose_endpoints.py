@@ -3,7 +3,7 @@ rendered configuration (environment, command), and their round trip through the 
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol, Sequence
 
 from swarm_checks.endpoint import Endpoint
 
@@ -43,6 +43,23 @@ def build_endpoint(name: str, kind: str, host: str, port: int, environment: Mapp
                         extra={"engine": labels.get("swarm.engine", "vllm" if kind == "llm" else ""),
                                **({"dtype": labels["swarm.dtype"]} if labels.get("swarm.dtype") else {})})
     return Endpoint(name, kind, base)
+
+
+class _Published(Protocol):
+    host: str
+    published_port: int
+
+
+class _Container(Protocol):
+    def published(self, target_port: int) -> _Published | None: ...
+
+
+def metrics_extra(labels: Mapping[str, str], containers: Sequence[_Container]) -> dict[str, str]:
+    """`metrics_url` for a service whose Prometheus metrics have a port of their own (label
+    `swarm.metrics-port`, e.g. the Ray head's metrics agent), once that port is published."""
+    port = labels.get("swarm.metrics-port", "")
+    published = next((p for c in containers if port.isdigit() and (p := c.published(int(port)))), None)
+    return {"metrics_url": f"http://{published.host}:{published.published_port}/metrics"} if published else {}
 
 
 def endpoint_to_json(endpoint: Endpoint) -> dict[str, Any]:

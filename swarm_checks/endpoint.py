@@ -39,6 +39,12 @@ class Endpoint:
         return url[: -len("/v1")] if url.endswith("/v1") else url
 
     @property
+    def metrics_url(self) -> str:
+        """Where the service serves Prometheus metrics: `extra["metrics_url"]` when a port of its
+        own serves them (the Ray head's metrics agent), else /metrics on the root (vLLM, the proxy)."""
+        return self.extra.get("metrics_url") or self.root_url + "/metrics"
+
+    @property
     def openai_base_url(self) -> str:
         """The base URL an OpenAI client takes: the root with /v1."""
         return self.root_url + "/v1"

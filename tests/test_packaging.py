@@ -30,12 +30,13 @@ NO_TOOLS = ""  # PATH beyond the venv's bin/: no docker, no helm, no kubectl (a 
 # What each extra promises: the modules it makes importable, in an environment with that extra
 # alone (the package's own modules that need it included).
 PROMISES: dict[str, list[str]] = {
-    "clients": ["redis", "psycopg", "openai", "clickhouse_connect", "qdrant_client", "minio", "swarm_checks.probes"],
+    "clients": ["redis", "psycopg", "openai", "clickhouse_connect", "qdrant_client", "minio", "swarm_checks.probes",
+                "prometheus_client", "promql_parser"],
     "load": ["aiohttp", "numpy", "tqdm", "prometheus_client", "swarm_checks.load", "swarm_checks.load.__main__",
              "swarm_checks.load_recording"],
     "proxy": ["fastapi", "uvicorn", "uvloop", "httptools", "redis", "limits", "prometheus_client", "schemathesis",
               "swarm_proxy.app"],
-    "k8s": ["helm_python", "kubernetes_validate", "swarm_checks.static"],
+    "k8s": ["helm_python", "kubernetes_validate", "promql_parser", "swarm_checks.static"],
     "compose": ["swarm_checks.compose_cli"],
 }
 # Run inside the fresh venv: import each module named on the command line, print the failures.

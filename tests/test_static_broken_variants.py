@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from swarm_checks.static import compose_rules, helm_reference_rules, helm_rules, helm_upstream_rules, helm_values_rules, helm_vllm_rules
+from swarm_checks.static import compose_rules, dashboard_rules, helm_reference_rules, helm_rules, helm_upstream_rules, helm_values_rules, helm_vllm_rules
 from tests.conftest import STATIC_SUITE, edit
 
 
@@ -37,6 +37,10 @@ def _env_example(root: Path) -> Path:
 
 def _template(root: Path, name: str) -> Path:
     return root / "helm" / "templates" / name
+
+
+def _dashboard(root: Path, name: str) -> Path:
+    return root / "helm" / "dashboards" / name
 
 
 def _open_schema_object(root: Path, *path: str) -> None:
@@ -264,6 +268,30 @@ HELM_VARIANTS: dict[str, Broken] = {
         "test_chart_values_rule and values-read", "values proxy.defaultTpm: rule 'values-read': no template reads it"),
 }
 
+# The dashboards the chart ships (helm/dashboards) and their ConfigMaps.
+DASHBOARD_VARIANTS: dict[str, Broken] = {
+    "dashboard-not-json": Broken(
+        lambda r: _dashboard(r, "broken.json").write_text('{"panels": ['),
+        "test_dashboard_rule and dashboard-files", "dashboard broken.json: rule 'dashboard-files': dashboard "),
+    "dashboard-uid-copied": Broken(
+        lambda r: edit(_dashboard(r, "ray-cluster.json"), '"uid": "vllm-swarm-ray"', '"uid": "vllm-swarm-vllm"'),
+        "test_dashboard_rule and dashboard-identity",
+        "dashboard vllm-performance.json: rule 'dashboard-identity': uid 'vllm-swarm-vllm' is also the uid of ray-cluster.json"),
+    "dashboard-datasource-hard-coded": Broken(
+        lambda r: edit(_dashboard(r, "ray-cluster.json"), '"uid": "${datasource}"', '"uid": "P1809F7CD0C75ACF3"'),
+        "test_dashboard_rule and dashboard-datasource",
+        "dashboard ray-cluster.json panel 'Alive nodes': rule 'dashboard-datasource': panel uses data source 'P1809F7CD0C75ACF3', not ${datasource}"),
+    "dashboard-query-unparseable": Broken(
+        lambda r: edit(_dashboard(r, "ray-cluster.json"), '"expr": "sum(ray_cluster_active_nodes)"', '"expr": "sum(ray_cluster_active_nodes"'),
+        "test_dashboard_rule and dashboard-promql",
+        "dashboard ray-cluster.json panel 'Alive nodes': rule 'dashboard-promql': does not parse as PromQL: "),
+    "dashboard-configmap-label-ignored": Broken(
+        lambda r: edit(_template(r, "dashboards.yaml"), "{{ $cfg.label }}: {{ $cfg.labelValue | quote }}", 'grafana_dashboard: "0"'),
+        "test_dashboard_rule and dashboard-configmaps",
+        "chart [everything-on] ConfigMap/swarm-dashboard-errors-latency: rule 'dashboard-configmaps': label grafana_dashboard='0', "
+        "the sidecar looks for grafana_dashboard='1'"),
+}
+
 
 def _run_static(pytester: pytest.Pytester, root: Path, selection: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(
@@ -294,17 +322,28 @@ def test_helm_variant_fails_static_suite(variant: str, asset_copy: Path, pyteste
     assert broken.expected in output, output
 
 
+@pytest.mark.parametrize("variant", DASHBOARD_VARIANTS, ids=list(DASHBOARD_VARIANTS))
+def test_dashboard_variant_fails_static_suite(variant: str, asset_copy: Path, pytester: pytest.Pytester) -> None:
+    broken = DASHBOARD_VARIANTS[variant]
+    broken.break_assets(asset_copy)
+    result = _run_static(pytester, asset_copy, broken.selection)
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output
+    assert broken.expected in output, output
+    assert "Traceback" not in output
+
+
 def test_unbroken_copy_passes(asset_copy: Path, pytester: pytest.Pytester) -> None:
     """The control: the same run on an untouched copy passes, so the failures above are the breaks'."""
-    result = _run_static(pytester, asset_copy, "test_compose_rule or test_chart_rule or test_chart_values_rule")
+    result = _run_static(pytester, asset_copy, "test_compose_rule or test_chart_rule or test_chart_values_rule or test_dashboard_rule")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
 
 
 def test_every_rule_has_a_broken_variant() -> None:
     """Each rule of the static suite is proven able to fail: some variant expects its failure line,
     so a rule added without a broken variant fails here."""
-    expected = [broken.expected for broken in (*COMPOSE_VARIANTS.values(), *HELM_VARIANTS.values())]
+    expected = [broken.expected for broken in (*COMPOSE_VARIANTS.values(), *HELM_VARIANTS.values(), *DASHBOARD_VARIANTS.values())]
     rules = [rule.name for rule in (*compose_rules.RULES, *helm_rules.RULES, *helm_vllm_rules.RULES, *helm_reference_rules.RULES,
-                                    *helm_upstream_rules.RULES, *helm_values_rules.RULES)]
+                                    *helm_upstream_rules.RULES, *helm_values_rules.RULES, *dashboard_rules.RULES)]
     missing = [name for name in rules if not any(f"rule '{name}'" in line for line in expected)]
     assert not missing, f"rules without a broken variant: {', '.join(missing)}"

@@ -9,9 +9,9 @@ from swarm_checks.compose_cli import render_config as render_compose_config
 from swarm_checks.datafiles import service_matrix
 from swarm_checks.helm_render import default_values as chart_default_values
 from swarm_checks.helm_render import lint as lint_chart
-from swarm_checks.static import compose_rules, helm_reference_rules, helm_rules, helm_upstream_rules, helm_values_rules, helm_vllm_rules
+from swarm_checks.static import compose_rules, dashboard_rules, helm_reference_rules, helm_rules, helm_upstream_rules, helm_values_rules, helm_vllm_rules
 from swarm_checks.static.rule import Rule, Violation, fail_on, is_pinned
 
-__all__ = ["Rule", "Violation", "chart_default_values", "compose_rules", "fail_on", "helm_reference_rules", "helm_rules", "helm_upstream_rules", "helm_values_rules",
+__all__ = ["Rule", "Violation", "chart_default_values", "compose_rules", "dashboard_rules", "fail_on", "helm_reference_rules", "helm_rules", "helm_upstream_rules", "helm_values_rules",
            "helm_vllm_rules",
            "is_pinned", "lint_chart", "render_compose_config", "service_matrix"]

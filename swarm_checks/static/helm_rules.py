@@ -29,6 +29,7 @@ FLAGS: dict[str, dict[str, Any]] = {
     "networkPolicy.enabled": {},
     "ingress.enabled": {},
     "monitoring.prometheus.serviceMonitor.enabled": {},
+    "monitoring.grafana.dashboards.enabled": {},
     "vllm.phi.enabled": {},
     "vllm.large.enabled": {},
     "ray.worker.autoscaling.enabled": {},

@@ -23,7 +23,7 @@ import yaml
 from swarm_checks import compose_cli, docker_engine, orphans
 from swarm_checks.catalog import ALL_PROFILES, Catalog
 from swarm_checks.compose_config import ComposeConfig
-from swarm_checks.compose_endpoints import build_endpoint, endpoint_from_json, endpoint_to_json
+from swarm_checks.compose_endpoints import build_endpoint, endpoint_from_json, endpoint_to_json, metrics_extra
 from swarm_checks.compose_errors import culprits, explain
 from swarm_checks.compose_project import ComposeProject, Container, UpCall
 from swarm_checks.endpoint import Endpoint
@@ -287,9 +287,12 @@ class ComposeTarget:
         environment = {str(k): str(v) for k, v in (spec.get("environment") or {}).items() if v is not None}
         endpoint = build_endpoint(name, service.kind, published.host, published.published_port, environment, spec,
                                   service.model, service.labels)
+        extra = metrics_extra(service.labels, group)
         if service.kind == "ray-head":
             workers = sum(len(by_service.get(s.name, [])) for s in self.catalog_all().services.values() if s.kind == "ray-worker")
-            endpoint = Endpoint(**{**endpoint.__dict__, "extra": {**endpoint.extra, "expected_nodes": str(1 + workers)}})
+            extra["expected_nodes"] = str(1 + workers)
+        if extra:
+            endpoint = Endpoint(**{**endpoint.__dict__, "extra": {**endpoint.extra, **extra}})
         self.redact.add(endpoint.password, endpoint.api_key)
         return endpoint
 
