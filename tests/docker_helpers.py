@@ -37,11 +37,12 @@ class Container:
     """A container started with `docker run -d`, its published port, removed by `remove()`."""
 
     def __init__(self, image: str, port: int, args: Sequence[str] = (), env: dict[str, str] | None = None,
-                 run_options: Sequence[str] = ()) -> None:
+                 run_options: Sequence[str] = (), host_port: int | None = None) -> None:
+        """`host_port` fixes the published port (a stop and start keeps it); by default Docker picks one."""
         run_id = f"test-{uuid.uuid4().hex[:8]}"
         command = ["docker", "run", "-d", "--label", f"{orphans.LABEL_RUN}={run_id}",
                    "--label", f"{orphans.LABEL_OWNER}={orphans.owner_label(os.getpid())}",
-                   "-p", f"127.0.0.1::{port}", *run_options]
+                   "-p", f"127.0.0.1:{host_port or ''}:{port}", *run_options]
         for key, value in (env or {}).items():
             command += ["-e", f"{key}={value}"]
         self.id = subprocess.run([*command, image, *args], capture_output=True, text=True, check=True).stdout.strip()

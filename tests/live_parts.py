@@ -45,8 +45,10 @@ def llm() -> Iterator[Container]:
         container.remove()
 
 
-def start_redis() -> Container:
-    container = Container(REDIS_IMAGE, 6379, args=["redis-server", "--requirepass", REDIS_PASSWORD])
+def start_redis(host_port: int | None = None) -> Container:
+    """A Redis of the image set; `host_port` fixed where a test stops and starts it (Docker may
+    publish a restarted container on another ephemeral port)."""
+    container = Container(REDIS_IMAGE, 6379, args=["redis-server", "--requirepass", REDIS_PASSWORD], host_port=host_port)
     import redis
 
     client = redis.Redis(port=container.port, password=REDIS_PASSWORD)
@@ -96,7 +98,7 @@ class Proxy:
         return self.log.read_text()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -109,7 +111,7 @@ def start_proxy(tmp_path: Path, llm: Container) -> Iterator[Callable[..., Proxy]
 
     def start(limits: str = "", upstream: str | None = None, redis: Container | None = None, **env: str) -> Proxy:
         key = f"sk-test-{uuid.uuid4().hex}"
-        port = _free_port()
+        port = free_port()
         log = tmp_path / f"proxy-{port}.log"
         environment = {
             **os.environ,

@@ -264,7 +264,7 @@ HELM_VARIANTS: dict[str, Broken] = {
         "test_chart_rule and clickhouse-version",
         "chart [defaults] StatefulSet/swarm-clickhouse container 'clickhouse': rule 'clickhouse-version': image 'clickhouse/clickhouse-server:23.8.16.16' is older than ClickHouse 24.3"),
     "value-ignored-by-templates": Broken(
-        lambda r: edit(_template(r, "proxy.yaml"), "{{ .cfg.defaultTpm | quote }}", '"200000"'),
+        lambda r: edit(_template(r, "proxy.yaml"), "{{ .cfg.defaultTpm | int64 | quote }}", '"200000"'),
         "test_chart_values_rule and values-read", "values proxy.defaultTpm: rule 'values-read': no template reads it"),
 }
 

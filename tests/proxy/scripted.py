@@ -1,10 +1,15 @@
 """A scripted upstream for the proxy's tests: a thread-based OpenAI-like server (in this process)
 standing in for the engine where a test needs an answer the engine would never give (a `usage`
 that is a string, a 200 that is not JSON), a slow answer, or many cheap ones. Like OpenAI and
-vLLM it streams a usage chunk only when asked (stream_options.include_usage)."""
+vLLM it streams a usage chunk only when asked (stream_options.include_usage). It can also hold a
+request while watching its connection (`hold`: when the proxy closes it, `closed` records the
+moment), drop a request it has received without answering (`drop`), or send a stream's bytes as
+scripted (`raw_stream`: cut mid-event, with or without a Content-Length promising more)."""
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +33,12 @@ class Scripted:
         self.stream_usage = True  # False: an upstream that never sends a usage chunk
         self.delay = 0.0  # seconds before each completion
         self.requests: list[dict[str, Any]] = []
+        self.listed = 0  # GET /models served (readiness checks, model lists)
+        self.hold = 0.0  # seconds to hold each POST before answering, watching its connection
+        self.headers_first = False  # while holding a stream: its 200 and headers already sent
+        self.closed: list[float] = []  # time.monotonic() when the proxy closed a held request
+        self.drop = False  # read the POST, then close the connection without an answer
+        self.raw_stream: tuple[bytes, int | None] | None = None  # (bytes, Content-Length) of a stream
         self._lock = threading.Lock()
 
     def completion(self) -> dict[str, Any]:
@@ -61,12 +72,51 @@ def scripted() -> Iterator[tuple[str, Scripted]]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _held(self) -> bool:
+            """Hold the request for `script.hold` s; True when the proxy closed the connection meanwhile."""
+            deadline = time.monotonic() + script.hold
+            while time.monotonic() < deadline:
+                readable, _, _ = select.select([self.connection], [], [], 0.05)
+                if not readable:
+                    continue
+                try:
+                    gone = self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    gone = True
+                if gone:
+                    script.closed.append(time.monotonic())
+                    self.close_connection = True
+                    return True
+            return False
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            script.listed += 1
             self._send(200, json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())
 
         def do_POST(self) -> None:  # noqa: N802
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
             script.requests.append(request)
+            if script.drop:
+                self.close_connection = True
+                return
+            if script.raw_stream is not None:
+                content, length = script.raw_stream
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+                self.wfile.write(content)
+                self.close_connection = True
+                return
+            if script.hold:
+                if request.get("stream") and script.headers_first:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    self.wfile.flush()
+                if self._held() or (request.get("stream") and script.headers_first):
+                    return
             if script.error is not None:
                 self._send(script.error[0], script.error[2], script.error[1])
                 return

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 CHARS_PER_TOKEN = 4
 MAX_CHARGE = 10_000_000  # tokens one answer may be charged: above any model's context window
 EVENT_END = re.compile(rb"\r?\n\r?\n")
+SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 
 
 def clamp(tokens: int) -> int:
@@ -89,6 +90,15 @@ def cacheable_answer(content: bytes) -> bool:
             and isinstance(answer.get("choices", answer.get("data")), list))
 
 
+def _whole(event: bytes) -> bool:
+    """Whether an event's lines are all SSE fields and its data whole JSON (or [DONE])."""
+    lines = event.splitlines()
+    if not all(line.startswith(SSE_FIELDS) for line in lines):
+        return False
+    data = b"".join(line[5:].strip() for line in lines if line.startswith(b"data:"))
+    return not data or data == b"[DONE]" or _json(data) is not None
+
+
 def _json(content: bytes) -> Any:
     try:
         return json.loads(content)
@@ -106,6 +116,7 @@ class EventStream:
         self.events = 0
         self.usage: dict[str, int] = {}
         self._buffer = b""
+        self.cut = False  # the upstream closed in the middle of an event (its half was dropped)
 
     def feed(self, chunk: bytes) -> bytes:
         """The whole events `chunk` completes, to send now; a partial event waits for its end."""
@@ -118,9 +129,18 @@ class EventStream:
         return b"".join(out)
 
     def rest(self) -> bytes:
-        """What is left when the upstream closed (an event without its blank line)."""
-        rest, self._buffer = self._buffer, b""
-        return rest if rest and self._relay(rest) else b""
+        """What is left when the upstream closed: a whole event that lacks only its blank line gets
+        it; half an event (a line cut off, its data not JSON) is dropped and `cut` set, so that what
+        the client gets next (the caller's error event) starts on an event boundary of its own
+        instead of being glued onto half a line."""
+        rest, self._buffer = self._buffer.strip(b"\r\n"), b""
+        if not rest:
+            return b""
+        if not _whole(rest):
+            self.cut = True
+            return b""
+        event = rest + b"\n\n"
+        return event if self._relay(event) else b""
 
     def _relay(self, event: bytes) -> bool:
         data = b"".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))

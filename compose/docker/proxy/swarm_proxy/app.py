@@ -7,6 +7,8 @@ stream_options.include_usage true, so that they are charged their real usage.
 Tokens are reserved once the body is validated and settled after the answer (ratelimit.py).
 The key and the rate limits are decided from the headers before the body is read (intake.py
 reads it, bounded); any exception the handlers did not foresee is still a 500 in OpenAI's shape.
+A client that leaves before its answer starts cancels the upstream request (abandon.py). The
+proxy's own refusals (401, 404, 429) are logged like answers, one line each.
 Run it with `python -m swarm_proxy.server` (server.py: uvicorn with bounded request heads).
 """
 from __future__ import annotations
@@ -18,13 +20,13 @@ from typing import Any, AsyncIterator
 
 import anyio
 import httpx
-import redis.asyncio as redis_asyncio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from swarm_proxy.abandon import CLIENT_CLOSED, ClientGone, unless_abandoned
 from swarm_proxy.accounting import (EventStream, cacheable_answer, charged, clamp, prompt_estimate,
                                     reservation_estimate, usage_of)
 from swarm_proxy.cache import ResponseCache, cache_key, cacheable
@@ -32,17 +34,20 @@ from swarm_proxy.config import OPENAI, ClientKey, Settings, from_environment
 from swarm_proxy.errors import ProxyError, bad_request, documented, internal_error, relayed_error, unauthorized
 from swarm_proxy.intake import Body, component_schemas, parse_body, read_body, request_body_openapi
 from swarm_proxy.ratelimit import RateLimiter, Reservation, Verdict
-from swarm_proxy.telemetry import CANCELLED, LATENCY, RATE_LIMITED, REQUESTS, TOKENS, LangfuseTracer, event
+from swarm_proxy.readiness import Readiness
+from swarm_proxy.telemetry import CANCELLED, LATENCY, RATE_LIMITED, REQUESTS, TOKENS, LangfuseTracer, bounded, event
 from swarm_proxy.upstream import Upstreams, as_proxy_error
 
 VERSION = "0.2.0"
 RELAYED = documented(400, 401, 404, 408, 413, 429, 500, 502, 503, 504)
 
 
-def _refused(verdict: Verdict, endpoint: str) -> ProxyError:
-    """The 429 of a spent limit, `type` saying which (requests or tokens), with Retry-After."""
+def _refused(verdict: Verdict, endpoint: str, key_id: str, model: str | None = None) -> ProxyError:
+    """The 429 of a spent limit, `type` saying which (requests or tokens), with Retry-After; logged."""
     RATE_LIMITED.labels(verdict.limit).inc()
     REQUESTS.labels(endpoint, "429").inc()
+    event("request", key=key_id, endpoint=endpoint, **({"model": bounded(model)} if model is not None else {}),
+          status=429, limit=verdict.limit, retry_after=verdict.retry_after)
     return ProxyError(429, f"Rate limit reached for {verdict.limit} per minute on this key; retry after "
                            f"{verdict.retry_after} s.", verdict.limit, "rate_limit_exceeded",
                       headers={**verdict.headers, "Retry-After": str(verdict.retry_after)})
@@ -62,6 +67,13 @@ def _with_usage(parsed: Body) -> bytes:
     return json.dumps(data).encode()
 
 
+def _stream_error(why: str) -> bytes:
+    """The error event of a stream that broke: an event of its own, after the last whole one."""
+    message = {"error": {"message": f"The upstream stream broke ({why}).", "type": "upstream_error", "param": None,
+                         "code": "upstream_stream_error"}}
+    return f"data: {json.dumps(message)}\n\n".encode()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or from_environment()
 
@@ -69,7 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.upstreams = Upstreams(settings)
         app.state.limiter = RateLimiter(settings.redis_url)
-        app.state.cache = ResponseCache(settings.redis_url, settings.cache_ttl, settings.cache_enabled)
+        app.state.cache = ResponseCache(settings.redis_url, settings.cache_ttl, settings.cache_enabled,
+                                        settings.cache_max_bytes, settings.cache_max_entry_bytes)
+        app.state.readiness = Readiness(settings, app.state.upstreams)
         app.state.tracer = (LangfuseTracer(settings.langfuse_host, settings.langfuse_public_key,
                                            settings.langfuse_secret_key) if settings.tracing else None)
         event("proxy started", routes=[f"{r.pattern}={'openai' if r.upstream == OPENAI else r.upstream}" for r in settings.routes],
@@ -79,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.upstreams.aclose()
         await app.state.limiter.aclose()
         await app.state.cache.aclose()
+        await app.state.readiness.aclose()
         if app.state.tracer is not None:
             await app.state.tracer.aclose()
 
@@ -105,12 +120,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         where = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
         return bad_request(f"Invalid request: {where or 'body'}: {first.get('msg', 'invalid')}.", where).response()
 
+    def bearer(request: Request) -> ClientKey | None:
+        """The key of `Authorization: Bearer <key>` (the scheme in any case), if it is one of ours."""
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        return settings.keys.get(token.strip()) if scheme.lower() == "bearer" else None
+
     def client_key(request: Request) -> ClientKey:
         # Decided from the header alone: no endpoint parameter makes FastAPI read the body first.
-        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
-        client = settings.keys.get(token.strip()) if scheme.lower() == "bearer" else None
+        client = bearer(request)
         if client is None:
             REQUESTS.labels(request.url.path, "401").inc()
+            event("request", endpoint=request.url.path, status=401, error="invalid_api_key")  # never the key sent
             raise unauthorized()
         return client
 
@@ -121,24 +141,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/ready", tags=["operations"])
     async def ready(request: Request) -> JSONResponse:
-        """Readiness: every local upstream lists its models and Redis (when configured) answers."""
-        problems: list[str] = []
-        upstreams: Upstreams = request.app.state.upstreams
-        for upstream in upstreams.distinct():
-            if upstream == OPENAI:
-                continue
-            try:
-                await upstreams.models(upstream, fresh=True)
-            except httpx.HTTPError as error:
-                problems.append(f"upstream {upstream}: {type(error).__name__}")
-        if settings.redis_url:
-            client = redis_asyncio.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
-            try:
-                await client.ping()
-            except Exception as error:  # noqa: BLE001 - any failure means Redis is not usable
-                problems.append(f"redis: {type(error).__name__}")
-            finally:
-                await client.aclose()
+        """Readiness: every local upstream lists its models and Redis (when configured) answers.
+        Upstream addresses only for a caller with a key; upstreams checked at most every 5 s."""
+        problems = await request.app.state.readiness.problems(detailed=bearer(request) is not None)
         return JSONResponse(status_code=503 if problems else 200, content={"ready": not problems, "problems": problems})
 
     @app.get("/metrics", tags=["operations"])
@@ -167,7 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         verdict = await limiter.admit(client)
         endpoint = f"/v1/{path}"
         if not verdict.allowed:
-            raise _refused(verdict, endpoint)
+            raise _refused(verdict, endpoint, client.key_id)
         try:
             raw = await read_body(request, settings.max_body_bytes, settings.body_timeout)
             parsed = parse_body(path, raw, settings.max_messages)
@@ -177,16 +182,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = parsed.model  # every decision below is taken from the validated model
         model = body.model
         upstreams: Upstreams = request.app.state.upstreams
-        route = await upstreams.resolve(model)
+        log_fields = {"key": client.key_id, "endpoint": endpoint, "model": bounded(model)}
+        try:
+            route = await upstreams.resolve(model)
+        except ProxyError as error:  # 404 (not routed, not served) or the upstream's 502/504
+            REQUESTS.labels(endpoint, str(error.status)).inc()
+            event("request", **log_fields, status=error.status, error=error.code)
+            raise
         headers = dict(verdict.headers)
-        log_fields = {"key": client.key_id, "endpoint": endpoint, "model": model}
+
+        def abandoned(reserved: bool) -> Response:
+            """The client left before its answer started: the upstream call was cancelled."""
+            CANCELLED.inc()
+            REQUESTS.labels(endpoint, str(CLIENT_CLOSED)).inc()
+            event("request", **log_fields, status=CLIENT_CLOSED, abandoned=True, reservation_returned=reserved,
+                  ms=round((time.perf_counter() - clock) * 1e3, 1))
+            return Response(status_code=CLIENT_CLOSED)  # nobody reads it: uvicorn drops it
+
         prompt = prompt_estimate(body)
 
         async def reserve() -> Reservation | None:
             booked = await limiter.reserve(client, reservation_estimate(body, settings.reserve_max_tokens))
             headers.update(booked.headers)
             if not booked.allowed:
-                raise _refused(Verdict(False, headers, booked.retry_after, booked.limit), endpoint)
+                raise _refused(Verdict(False, headers, booked.retry_after, booked.limit), endpoint, client.key_id, model)
             return booked.reservation
 
         if not body.streams:
@@ -201,13 +220,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     return Response(hit, media_type="application/json", headers={**headers, "x-cache": "hit"})
                 headers["x-cache"] = "miss"
             reservation, tokens = await reserve(), 0
+
+            async def answer() -> tuple[httpx.Response, bytes]:
+                reply = await upstreams.open(route, path, raw)  # validated: forwarded as it came
+                try:
+                    return reply, await reply.aread()
+                finally:
+                    await reply.aclose()
+
             try:
                 try:
-                    upstream = await upstreams.open(route, path, raw)  # validated: forwarded as it came
-                    try:
-                        content = await upstream.aread()
-                    finally:
-                        await upstream.aclose()
+                    upstream, content = await unless_abandoned(request, answer)
+                except ClientGone:
+                    return abandoned(reserved=reservation is not None)  # `finally` gives the reservation back
                 except (ProxyError, httpx.HTTPError) as error:
                     failure = as_proxy_error(error)
                     REQUESTS.labels(endpoint, str(failure.status)).inc()
@@ -233,14 +258,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             event("request", **log_fields, status=upstream.status_code, cache=headers.get("x-cache"),
                   tokens=tokens, ms=round(elapsed * 1e3, 1))
             if request.app.state.tracer is not None:
-                request.app.state.tracer.trace(endpoint, model, client.key_id, started, upstream.status_code, usage)
+                request.app.state.tracer.trace(endpoint, bounded(model), client.key_id, started, upstream.status_code, usage)
             return Response(content, status_code=upstream.status_code,
                             media_type=upstream.headers.get("content-type", "application/json"), headers=headers)
 
         reservation = await reserve()
         handed_over = False
         try:
-            upstream = await upstreams.open(route, path, _with_usage(parsed))
+            try:  # once the stream has started, StreamingResponse notices a client leaving
+                upstream = await unless_abandoned(request, lambda: upstreams.open(route, path, _with_usage(parsed)))
+            except ClientGone:
+                return abandoned(reserved=reservation is not None)  # `finally` settles it at 0
             if upstream.status_code != 200:
                 content = await upstream.aread()
                 await upstream.aclose()
@@ -267,12 +295,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         yield relayed
                 if rest := frames.rest():
                     yield rest
-                completed = True
+                if frames.cut:  # closed in the middle of an event: its half was dropped
+                    yield _stream_error("the upstream closed the stream in the middle of an event")
+                else:
+                    completed = True
             except httpx.HTTPError as error:
-                # Bytes were sent already: the status cannot change, so the error goes in the stream.
-                message = {"error": {"message": f"The upstream stream broke ({type(error).__name__}).",
-                                     "type": "upstream_error", "param": None, "code": "upstream_stream_error"}}
-                yield f"data: {json.dumps(message)}\n\n".encode()
+                # Bytes were sent already: the status cannot change, so the error goes in the stream,
+                # after the last whole event (a partial one is never relayed).
+                yield _stream_error(type(error).__name__)
             finally:
                 with anyio.CancelScope(shield=True):
                     await upstream.aclose()

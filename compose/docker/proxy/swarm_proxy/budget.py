@@ -16,6 +16,8 @@ from typing import Protocol
 
 import redis.asyncio as redis_asyncio
 
+from swarm_proxy.redislink import client_options
+
 
 @dataclass(frozen=True)
 class Window:
@@ -128,7 +130,7 @@ class RedisWindows:
     """Windows in Redis, shared by every replica; raises redis-py's errors (the caller falls back)."""
 
     def __init__(self, redis_url: str) -> None:
-        self._client = redis_asyncio.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._client = redis_asyncio.from_url(redis_url, **client_options())
         self._reserve = self._client.register_script(RESERVE)
         self._settle = self._client.register_script(SETTLE)
         self._stats = self._client.register_script(STATS)

@@ -19,6 +19,10 @@ REDIS_URL             shared rate limits and the response cache (optional)
 PROXY_CACHE           cache non-streaming temperature-0 answers in Redis (default true); only a
                       200 that is a JSON object with `choices`/`data` and no `error` is stored
 PROXY_CACHE_TTL       seconds a cached answer lives (default 300)
+PROXY_CACHE_MAX_BYTES  what the cache may hold in Redis, all replicas together (default 67108864 =
+                      64 MiB; 0 = no cache); when it is full, answers are not stored (nothing is
+                      evicted, no other key is touched: Redis holds Langfuse's queues too)
+PROXY_CACHE_MAX_ENTRY_BYTES  largest answer stored (default 1048576 = 1 MiB; larger ones are relayed, not cached)
 PROXY_CACHE_SCOPE     `key` (default): an answer is cached for the key that asked, so no key learns
                       what another asked; `shared`: one cache for all keys (they trust each other)
 PROXY_MAX_BODY_BYTES  largest request body read (default 4194304 = 4 MiB; larger is a 413)
@@ -27,7 +31,8 @@ PROXY_BODY_TIMEOUT    seconds a request body may take to arrive once its headers
 PROXY_HEADER_TIMEOUT  seconds a request's headers may take (default 10; then a 408 and the connection closed)
 PROXY_MAX_HEADER_BYTES  largest request head (default 32768; larger is a 431 and the connection closed)
 PROXY_MAX_CONNECTIONS connections and requests in progress at once (default 1024; beyond it a 503)
-PROXY_RETRIES         retries of a failed upstream connection before any byte is sent (default 2)
+PROXY_RETRIES         retries of an upstream connection that could not be made (default 2); a
+                      request sent on a connection that broke afterwards is never sent again
 PROXY_UPSTREAM_TIMEOUT, PROXY_CONNECT_TIMEOUT   seconds (default 300 and 5)
 LANGFUSE_HOST, LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY   optional request tracing (no prompts)
 
@@ -77,6 +82,8 @@ class Settings:
     cache_enabled: bool = True
     cache_ttl: int = 300
     cache_scope: str = "key"  # or "shared"
+    cache_max_bytes: int = 64 * 1024 * 1024
+    cache_max_entry_bytes: int = 1024 * 1024
     max_body_bytes: int = 4 * 1024 * 1024
     max_messages: int = 2048
     body_timeout: float = 30.0
@@ -137,6 +144,10 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     cache_scope = env.get("PROXY_CACHE_SCOPE", "key").strip().lower() or "key"
     if cache_scope not in CACHE_SCOPES:
         raise SystemExit(f"proxy: PROXY_CACHE_SCOPE must be one of {', '.join(CACHE_SCOPES)}, got {cache_scope!r}")
+    cache_max_bytes = env_int(env, "PROXY_CACHE_MAX_BYTES", 64 * 1024 * 1024)
+    cache_max_entry_bytes = env_int(env, "PROXY_CACHE_MAX_ENTRY_BYTES", 1024 * 1024)
+    if cache_max_bytes < 0 or cache_max_entry_bytes < 1:
+        raise SystemExit("proxy: PROXY_CACHE_MAX_BYTES must be 0 or more, PROXY_CACHE_MAX_ENTRY_BYTES 1 or more")
     max_body_bytes = env_int(env, "PROXY_MAX_BODY_BYTES", 4 * 1024 * 1024)
     if max_body_bytes < 1:
         raise SystemExit("proxy: PROXY_MAX_BODY_BYTES must be a positive number of bytes")
@@ -149,6 +160,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         cache_enabled=env.get("PROXY_CACHE", "true").lower() in ("1", "true", "yes", "on"),
         cache_ttl=env_int(env, "PROXY_CACHE_TTL", 300),
         cache_scope=cache_scope,
+        cache_max_bytes=cache_max_bytes,
+        cache_max_entry_bytes=cache_max_entry_bytes,
         max_body_bytes=max_body_bytes,
         max_messages=env_int(env, "PROXY_MAX_MESSAGES", 2048),
         body_timeout=float(env_int(env, "PROXY_BODY_TIMEOUT", 30)),

@@ -8,9 +8,9 @@ fit, so that parallel requests cannot all spend the same remaining budget; `sett
 difference to the real usage afterwards (a refund goes back to the reservation's window only).
 A reservation is at most the key's whole budget: a request larger than the budget still passes
 alone in an empty window (as before), its real usage is then charged in full.
-When Redis is configured but unreachable the limiter falls back to in-process windows (logged
-once) and tries Redis again after a pause: a Redis outage degrades the limits to per-replica,
-it never fails a request.
+When Redis is configured but unreachable the limiter falls back to in-process windows and tries
+Redis again after a pause of at most 2 s (redislink.py: the outage and the recovery are logged
+once each): a Redis outage degrades the limits to per-replica, it never fails a request.
 """
 from __future__ import annotations
 
@@ -28,9 +28,7 @@ from redis.exceptions import RedisError
 from swarm_proxy.accounting import clamp
 from swarm_proxy.budget import MemoryWindows, RedisWindows, Window, Windows
 from swarm_proxy.config import ClientKey
-from swarm_proxy.telemetry import REDIS_DEGRADED, log_once
-
-RETRY_REDIS_AFTER = 30.0
+from swarm_proxy.redislink import RedisHealth, client_options
 
 
 @dataclass
@@ -77,16 +75,15 @@ class RateLimiter:
         self._memory_tokens = MemoryWindows()
         self._redis_tokens: RedisWindows | None = RedisWindows(redis_url) if redis_url else None
         if redis_url:
-            storage: Storage = RedisStorage(
-                "async+" + redis_url, implementation="redispy", wrap_exceptions=True,
-                socket_timeout=0.5, socket_connect_timeout=0.5,
-            )
+            storage: Storage = RedisStorage("async+" + redis_url, implementation="redispy", wrap_exceptions=True,
+                                            **client_options())
             self._redis = FixedWindowRateLimiter(storage)
-        self._redis_down_until = 0.0
+        self._health = RedisHealth("limits", "rate limits fall back to in-process windows: Redis is unreachable",
+                                   "rate limits are shared through Redis again")
 
     @property
     def shared(self) -> bool:
-        return self._redis is not None and time.monotonic() >= self._redis_down_until
+        return self._redis is not None and self._health.usable
 
     def _active(self) -> FixedWindowRateLimiter:
         return self._redis if self._redis is not None and self.shared else self._memory
@@ -98,17 +95,11 @@ class RateLimiter:
         except (StorageError, OSError, ConnectionError) as error:
             if limiter is self._memory:
                 raise
-            self._degrade(error)
+            self._health.failed(error)
             return await getattr(self._memory, method)(*args, **kwargs)
         if limiter is not self._memory:
-            REDIS_DEGRADED.labels("limits").set(0)
+            self._health.succeeded()
         return result
-
-    def _degrade(self, error: Exception) -> None:
-        self._redis_down_until = time.monotonic() + RETRY_REDIS_AFTER
-        REDIS_DEGRADED.labels("limits").set(1)
-        log_once("ratelimit-redis-down", "rate limits fall back to in-process windows: Redis is unreachable",
-                 error=type(error).__name__)
 
     async def _tokens(self, method: str, *args: object, shared: bool | None = None) -> tuple[Window | None, bool]:
         """Call the token windows (Redis when `shared`, by default while Redis is up), falling back
@@ -117,10 +108,10 @@ class RateLimiter:
         if use_redis:
             try:
                 result = await getattr(self._redis_tokens, method)(*args)
-                REDIS_DEGRADED.labels("limits").set(0)
+                self._health.succeeded()
                 return result, True
             except (RedisError, OSError, ConnectionError) as error:
-                self._degrade(error)
+                self._health.failed(error)
                 if shared:
                     return None, False  # a settlement for Redis's window: nothing to refund in-process
         windows: Windows = self._memory_tokens

@@ -1,6 +1,7 @@
 """Metrics (prometheus-client), structured JSON logs, and optional tracing to Langfuse.
 
-Logs carry a key id (a hash prefix), never a key, and never a prompt or an answer.
+Logs carry a key id (a hash prefix), never a key, and never a prompt or an answer. What a client
+chose freely (a model name: 200 kB of one was logged in full) is cut to MODEL_LOG_CHARS.
 """
 from __future__ import annotations
 
@@ -46,6 +47,12 @@ if not log.handlers:
     log.propagate = False
 
 _said: set[str] = set()
+MODEL_LOG_CHARS = 128
+
+
+def bounded(text: str, limit: int = MODEL_LOG_CHARS) -> str:
+    """A client-chosen string as logs carry it: at most `limit` characters, marked when cut."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def event(message: str, **fields: Any) -> None:

@@ -1,7 +1,10 @@
 """Upstreams: routing by model name, the models they serve, and sending with retries.
 
-Retries (exponential backoff with jitter) happen only on a failed connection, before any byte
-went to the client; a timeout is a 504, a refused or broken connection a 502, in OpenAI's shape.
+Retries (exponential backoff with jitter) happen only where the connection could not be made
+(httpx's ConnectError, ConnectTimeout): nothing was sent. A connection that breaks once the
+request went out (RemoteProtocolError, a reset, a read error) is not retried: the upstream may
+have received the request and be generating, and a retry would run it again (the audit saw three
+copies). A timeout is a 504, a refused or broken connection a 502, in OpenAI's shape.
 """
 from __future__ import annotations
 
@@ -83,7 +86,7 @@ class Upstreams:
         while True:
             try:
                 return await self.http.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as error:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:  # never sent: safe to retry
                 if attempt >= self.settings.retries:
                     UPSTREAM_ERRORS.labels("unreachable").inc()
                     raise upstream_unreachable(type(error).__name__) from None
