@@ -20,7 +20,7 @@ from swarm_checks import SwarmError, dashboard_queries, exported_metric_names, l
 from swarm_checks.dashboards import DashboardError, metric_names
 from tests.conftest import CHART_DIR, COMPOSE_DIR, REPO
 from tests.docker_helpers import wait_http
-from tests.live_parts import PROXY_DIR, _free_port
+from tests.live_parts import PROXY_DIR, free_port
 
 EXPOSITION = """\
 # HELP app_requests_total Requests answered
@@ -130,7 +130,7 @@ def test_the_shipped_dashboards_parse() -> None:
 def proxy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The proxy application as its image runs it, without Redis and with no upstream behind it:
     its /metrics is the real exposition, which is all the test reads."""
-    key, port = f"sk-test-{uuid.uuid4().hex}", _free_port()
+    key, port = f"sk-test-{uuid.uuid4().hex}", free_port()
     log = tmp_path_factory.mktemp("proxy") / "proxy.log"
     env = {**os.environ, "PROXY_API_KEYS": key, "PROXY_ROUTES": "*=http://127.0.0.1:9/v1", "REDIS_URL": "", "OPENAI_API_KEY": ""}
     with log.open("wb") as sink:
@@ -178,3 +178,19 @@ def test_live_check_fails_on_a_series_the_proxy_does_not_export(pytester: pytest
     assert ("dashboard 'vLLM Swarm / Errors and latency' panel 'Rate-limited requests per second': "
             "metric 'proxy_rate_limits_total' is not exported") in output, output
     assert "Traceback" not in output
+
+
+def test_live_check_fails_on_a_namespace_no_exporter_owns(pytester: pytest.Pytester, proxy_url: tuple[str, str],
+                                                         tmp_path: Path) -> None:
+    """A typo'd namespace is not blamed on the services that are not deployed: with the engine and
+    Ray absent, `prxy_` still fails instead of skipping."""
+    chart = tmp_path / "helm"
+    shutil.copytree(CHART_DIR, chart)
+    path = chart / "dashboards" / "errors-latency.json"
+    doc = json.loads(path.read_text())
+    panel = next(p for p in doc["panels"] if p.get("title") == "Rate-limited requests per second")
+    panel["targets"][0]["expr"] = "sum(rate(prxy_requests_total[$__rate_interval]))"
+    path.write_text(json.dumps(doc))
+    result = _run_live_test(pytester, chart, proxy_url)
+    result.assert_outcomes(failed=1)
+    assert "metric 'prxy_requests_total' is not exported" in result.stdout.str(), result.stdout.str()

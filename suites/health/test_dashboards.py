@@ -6,9 +6,9 @@ test instead of leaving a panel at "No data".
 Some series exist only once there is work (Ray's task and actor gauges, labelled counters), so
 the test first runs a Ray job with a task and an actor and sends a chat, then scrapes until the
 dashboards are satisfied or SETTLE_SECONDS pass (Ray's agents report every few seconds). A metric
-no deployed service could have exported (its namespace, `proxy_` or `ray_`, is served by none of
-the scraped services while a source is not deployed) skips, naming the service and how to deploy
-it; everything else that is missing fails, naming dashboard, panel and metric.
+whose exporter is not deployed (its namespace, `vllm:`/`http_`, `proxy_` or `ray_`, belongs to a kind of
+service the deployment lacks) skips, naming the service and how to deploy it; everything else that
+is missing fails, naming dashboard, panel and metric.
 """
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ from swarm_checks.contracts import services
 # The kinds of service whose /metrics the dashboards read (vLLM and any other LLM engine, the proxy,
 # the Ray head's metrics agent): where to look, not what to find.
 SOURCES = ("llm", "proxy", "ray-head")
+# Which kind of service exports each metric namespace the dashboards use: a missing series skips
+# only when its exporter is not deployed; any other missing series (a typo'd namespace included) fails.
+EXPORTER_OF = {"vllm:": "llm", "http_": "llm", "proxy_": "proxy", "ray_": "ray-head"}  # http_: vLLM's API server
 SETTLE_SECONDS = 90.0
 _NAMESPACE = re.compile(r"^[A-Za-z]+[_:]")
 # Work for Ray's task and actor series; the job stays up (the actor alive) until the test stops it.
@@ -97,12 +100,11 @@ def _ray_work(jobs: services.RayJobs) -> None:
 
 def _judge(dashboards: Mapping[str, Any], scraped: Mapping[str, frozenset[str]],
            absent: Mapping[str, str]) -> tuple[list[DashboardFinding], list[DashboardFinding]]:
-    """(failures, unattributed): a missing metric is unattributed when a source is not deployed
-    and no scraped service serves its namespace, so it may well be the absent one's."""
+    """(failures, unattributed): a missing metric is unattributed when the kind of service that
+    exports its namespace (EXPORTER_OF) is not deployed."""
     exported = frozenset().union(*scraped.values())
-    served = {_namespace(name) for name in exported}
     findings = [f for doc in dashboards.values() for f in missing_metrics(doc, exported)]
-    unattributed = [f for f in findings if absent and f.metric and _namespace(f.metric) not in served]
+    unattributed = [f for f in findings if f.metric and EXPORTER_OF.get(_namespace(f.metric)) in absent]
     return [f for f in findings if f not in unattributed], unattributed
 
 

@@ -39,6 +39,8 @@ class Scripted:
         self.closed: list[float] = []  # time.monotonic() when the proxy closed a held request
         self.drop = False  # read the POST, then close the connection without an answer
         self.raw_stream: tuple[bytes, int | None] | None = None  # (bytes, Content-Length) of a stream
+        self.models_body: bytes | None = None  # what GET /models answers instead of a model list
+        self.error_cut = False  # answer POSTs with a 500 whose body breaks off after a few bytes
         self._lock = threading.Lock()
 
     def completion(self) -> dict[str, Any]:
@@ -91,12 +93,23 @@ def scripted() -> Iterator[tuple[str, Scripted]]:
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             script.listed += 1
+            if script.models_body is not None:
+                self._send(200, script.models_body)
+                return
             self._send(200, json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())
 
         def do_POST(self) -> None:  # noqa: N802
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
             script.requests.append(request)
             if script.drop:
+                self.close_connection = True
+                return
+            if script.error_cut:
+                self.send_response(500)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                self.wfile.write(b'{"error": {"mess')
                 self.close_connection = True
                 return
             if script.raw_stream is not None:

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from swarm_proxy.abandon import CLIENT_CLOSED, ClientGone, unless_abandoned
 from swarm_proxy.accounting import (EventStream, cacheable_answer, charged, clamp, prompt_estimate,
@@ -110,6 +111,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         REQUESTS.labels(request.url.path, "500").inc()
         event("unexpected error", endpoint=request.url.path, error=type(error).__name__)
         return internal_error().response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def routing_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own answers (no such path, wrong method) in OpenAI's shape, not {"detail"}.
+        kind = "invalid_request_error" if error.status_code < 500 else "server_error"
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
+        body = {"error": {"message": f"{request.method} {request.url.path[:200]}: {error.detail}", "type": kind,
+                          "param": None, "code": code}}
+        return JSONResponse(status_code=error.status_code, content=body, headers=dict(error.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -270,8 +280,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except ClientGone:
                 return abandoned(reserved=reservation is not None)  # `finally` settles it at 0
             if upstream.status_code != 200:
-                content = await upstream.aread()
-                await upstream.aclose()
+                try:
+                    content = await upstream.aread()
+                except httpx.HTTPError as error:  # the error's body broke off: a 502, not a 500
+                    raise as_proxy_error(error) from None
+                finally:
+                    await upstream.aclose()
                 if failure := relayed_error(upstream.status_code, content, endpoint):
                     raise failure
                 REQUESTS.labels(endpoint, str(upstream.status_code)).inc()

@@ -17,7 +17,7 @@ import httpx
 import redis.asyncio as redis_asyncio
 
 from swarm_proxy.config import OPENAI, Settings
-from swarm_proxy.redislink import SOCKET_TIMEOUT
+from swarm_proxy.redislink import client_options
 from swarm_proxy.upstream import Upstreams
 
 UPSTREAM_CHECK_TTL = 5.0  # seconds an upstream check's result is reused
@@ -26,9 +26,9 @@ UPSTREAM_CHECK_TTL = 5.0  # seconds an upstream check's result is reused
 class Readiness:
     def __init__(self, settings: Settings, upstreams: Upstreams) -> None:
         self._upstreams = upstreams
-        self._redis = (redis_asyncio.from_url(settings.redis_url, socket_timeout=SOCKET_TIMEOUT * 2,
-                                              socket_connect_timeout=SOCKET_TIMEOUT * 2)
-                       if settings.redis_url else None)
+        # The same options as every other client: a pooled connection that died with a restarted
+        # Redis is replaced within the ping, so /ready does not report a Redis that is back as down.
+        self._redis = redis_asyncio.from_url(settings.redis_url, **client_options()) if settings.redis_url else None
         self._checked_at = -UPSTREAM_CHECK_TTL
         self._upstream_problems: list[tuple[int, str, str]] = []  # (place, URL, error)
         self._lock = asyncio.Lock()

@@ -3,8 +3,8 @@
 Every Redis client of the proxy (the shared limits, the token windows, the cache) is made with
 `client_options()`: short socket timeouts, so that a Redis that vanished costs a request at most
 about a second; redis-py's own Retry (one retry, a few milliseconds of backoff, on connection
-errors and timeouts), so that a pooled connection that died with a restarted Redis is replaced by
-a fresh one within the same command instead of failing it; and redis-py's health check, which
+errors, never on timeouts: a timed-out script may have run), so that a pooled connection that
+died with a restarted Redis is replaced by a fresh one within the same command instead of failing it; and redis-py's health check, which
 PINGs a connection idle longer than HEALTH_CHECK_INTERVAL before using it.
 
 `RedisHealth` keeps, per component, whether Redis failed it lately. After a failure the component
@@ -22,7 +22,6 @@ from typing import Any
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarm_proxy.telemetry import REDIS_DEGRADED, log
 
@@ -37,7 +36,9 @@ def client_options() -> dict[str, Any]:
         "socket_timeout": SOCKET_TIMEOUT,
         "socket_connect_timeout": SOCKET_TIMEOUT,
         "retry": Retry(ExponentialBackoff(cap=0.05, base=0.005), retries=1),
-        "retry_on_error": [RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError],
+        # Connection errors only: a command that timed out may have run (a reservation, a settle,
+        # a cache store), and sending it again would apply it twice.
+        "retry_on_error": [RedisConnectionError, ConnectionError],
         "health_check_interval": HEALTH_CHECK_INTERVAL,
     }
 

@@ -53,7 +53,11 @@ class Upstreams:
             return cached[1]
         response = await self.http.get(f"{self.settings.base_url(upstream)}/models", headers=self.headers(upstream), timeout=5.0)
         response.raise_for_status()
-        data = list(response.json().get("data", []))
+        listing = response.json()  # ValueError when not JSON
+        data = listing.get("data") if isinstance(listing, dict) else None
+        if not isinstance(data, list):
+            raise ValueError("the upstream's /models is not an OpenAI model list")
+        data = [item for item in data if isinstance(item, dict)]
         self._models[upstream] = (time.monotonic(), data)
         return data
 
@@ -72,6 +76,8 @@ class Upstreams:
             raise upstream_timeout() from None
         except httpx.HTTPError as error:
             raise upstream_unreachable(type(error).__name__) from None
+        except ValueError:  # an upstream whose /models is not a model list cannot be routed to
+            raise upstream_unreachable("its /models is not an OpenAI model list") from None
         if model not in served:
             raise model_not_found(model)
         return route
