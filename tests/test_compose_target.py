@@ -127,8 +127,12 @@ def test_waits(swarm_endpoint, swarm_target):
     pathlib.Path({str(ready)!r}).write_text(swarm_target.project)
     time.sleep(120)
 """)
+    # The signal's default action in the inner run, whatever this run inherited: under `nohup` or
+    # a shell's background job SIGINT is ignored, Python then installs no KeyboardInterrupt for it,
+    # and the inner test would sleep through the signal (it is the teardown that is tested here).
     process = subprocess.Popen([sys.executable, "-m", "pytest", *BASE_ARGS], cwd=pytester.path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         while not ready.exists() and time.monotonic() < deadline and process.poll() is None:
