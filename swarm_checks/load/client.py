@@ -219,10 +219,19 @@ async def send(session: aiohttp.ClientSession, url: str, body: dict[str, Any], r
     return record
 
 
+# Seconds a pooled connection may idle before it is dropped rather than reused: below the 5 s
+# after which uvicorn (vLLM's server, the proxy) closes an idle connection. With aiohttp's 15 s
+# default, a request sent after about 5 s of idle raced the server's close and failed as
+# `connection` (ServerDisconnectedError) though the server was fine: seen in a live run, where
+# the proxy's connection idled while the direct request of an alternating pair took 5 s.
+KEEPALIVE_S = 4.0
+
+
 def new_session(concurrency: int | None, api_key: str | None) -> aiohttp.ClientSession:
     """A session whose pool holds one connection per concurrent request (no queueing in the
     client); None: no limit (rate and Poisson modes without a cap)."""
     limit = max(1, concurrency) if concurrency else 0
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300, enable_cleanup_closed=True)
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300, enable_cleanup_closed=True,
+                                     keepalive_timeout=KEEPALIVE_S)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     return aiohttp.ClientSession(connector=connector, headers=headers)

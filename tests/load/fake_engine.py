@@ -18,7 +18,10 @@ class FakeEngine:
     """What it answers. answer: `stream` (SSE), `json` (one application/json body, as an engine
     that ignores `stream: true` does). error_event: sent after the content chunks, before [DONE].
     split: each event written in two pieces with a pause between (events cut across reads), and
-    the last content chunk written together with the usage chunk (several events in one read)."""
+    the last content chunk written together with the usage chunk (several events in one read).
+    keepalive_s: a request that arrives on a connection idle at least that long since its last
+    answer is not answered, the connection closed: a test double of a server's keep-alive timer
+    firing just as the request arrives (a race that cannot be timed for real)."""
 
     chunks: int = 4
     ttft: float = 0.0
@@ -28,13 +31,16 @@ class FakeEngine:
     error_event: dict[str, Any] | None = None
     split: bool = False
     usage: bool = True
+    keepalive_s: float | None = None
     # What it saw.
     generated: int = 0
     requests: int = 0
     in_flight: int = 0
     peak_in_flight: int = 0
     peers: set[tuple[str, int]] = field(default_factory=set)
+    dropped: int = 0
     port: int = 0
+    _idle_since: dict[tuple[str, int], float] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -50,8 +56,15 @@ class FakeEngine:
         return web.Response(text=text, content_type="text/plain")
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        self.peers.add(request.transport.get_extra_info("peername")[:2])  # type: ignore[union-attr]
+        peer = request.transport.get_extra_info("peername")[:2]  # type: ignore[union-attr]
+        self.peers.add(peer)
         await request.json()
+        idle_since = self._idle_since.get(peer)
+        if self.keepalive_s is not None and idle_since is not None and \
+                asyncio.get_running_loop().time() - idle_since >= self.keepalive_s:
+            self.dropped += 1
+            request.transport.close()  # type: ignore[union-attr]
+            raise asyncio.CancelledError  # aiohttp's way out of a handler whose connection is gone
         self.requests += 1
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -59,6 +72,7 @@ class FakeEngine:
             return await self._answer(request)
         finally:
             self.in_flight -= 1
+            self._idle_since[peer] = asyncio.get_running_loop().time()
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         usage = {"prompt_tokens": 8, "completion_tokens": self.chunks, "total_tokens": 8 + self.chunks}

@@ -2,15 +2,17 @@
 faults (tests/load/fake_engine.py, on 127.0.0.1 in this process): no model, no Docker."""
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from swarm_checks.load import LoadSpec, Workload, run_load
 from swarm_checks.load.__main__ import main
-from swarm_checks.load.client import RequestRecord
+from swarm_checks.load.client import RequestRecord, new_session, send
 from swarm_checks.load.metrics import Slo, summarize
 from swarm_checks.load.runner import excess_lags
 from tests.load.fake_engine import FakeEngine
@@ -182,3 +184,24 @@ def test_the_callers_heap_is_kept_out_of_collections_during_the_run() -> None:
                  progress=lambda n: seen.append(gc.get_freeze_count()))
     assert seen and min(seen) > 1000, f"objects frozen during the run: {seen}"
     assert gc.get_freeze_count() == 0 and gc.isenabled(), "the collector is left as it was found"
+
+
+def test_a_connection_idle_past_the_servers_keepalive_is_not_reused() -> None:
+    """A request sent on a pooled connection the server is just closing (idle past its keep-alive,
+    5 s for uvicorn) fails with ServerDisconnected though the server is fine: the engine must
+    drop pooled connections before that, and open a new one."""
+    body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "stream": True}
+
+    async def two_requests_apart(url: str) -> list[RequestRecord]:
+        records = []
+        async with new_session(1, None) as session:
+            for _ in range(2):
+                record = RequestRecord(time.perf_counter())
+                records.append(await send(session, url, body, record, 30))
+                await asyncio.sleep(4.6)
+        return records
+
+    with FakeEngine(chunks=2, keepalive_s=4.5) as engine:
+        records = asyncio.run(two_requests_apart(engine.base_url + "/chat/completions"))
+    assert [r.error for r in records] == [None, None], "a connection idle past the server's keep-alive was reused"
+    assert engine.dropped == 0 and len(engine.peers) == 2
