@@ -1,50 +1,85 @@
-"""Requests whose client leaves before the answer starts: the upstream request is cancelled.
+"""Requests whose client leaves: the upstream request is cancelled, whenever the client goes.
 
-Starlette does not cancel a handler when its client disconnects; only a StreamingResponse, once
-it has started, listens for that. So a client that left a non-streaming request, or a stream
+Starlette does not cancel a handler when its client disconnects, and uvicorn drops what is sent
+after a disconnect without a word; so a client that left a non-streaming request, or a stream
 before the upstream's headers arrived, kept the engine generating for nobody until the upstream
-read timeout (300 s), with its tokens still reserved. `unless_abandoned` runs the upstream call
-beside a watch on the ASGI channel: once the body has been read, the next message uvicorn
-delivers is `http.disconnect`, and then the call is cancelled (httpx closes its connection, and
-vLLM aborts a request whose connection closes) and `ClientGone` raised, for the caller to give the
-reservation back and log a 499 (nginx's "client closed request").
+read timeout (300 s), with its tokens still reserved. A `Watch` is one task that waits on the
+ASGI channel once the body has been read (the next message uvicorn delivers is then
+`http.disconnect`) and cancels the request's own task when it comes: the upstream call is
+interrupted where it waits (aiohttp closes the connection, and vLLM aborts a request whose
+connection closes). `unless_abandoned` turns that cancellation into `ClientGone`, for the caller
+to give the reservation back and log a 499 (nginx's "client closed request"); during a stream
+the same watch ends the relay loop (relay.py). One task per request, where a watcher beside a
+task for the call (and Starlette's listener beside the stream) cost three.
 """
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
 from typing import Awaitable, Callable, TypeVar
 
-from fastapi import Request
+from starlette.requests import Request
 
 T = TypeVar("T")
 CLIENT_CLOSED = 499
 
 
 class ClientGone(Exception):
-    """The client disconnected before its answer started; the upstream call was cancelled."""
+    """The client disconnected before its answer was complete; the upstream call was cancelled."""
 
 
-async def _disconnected(request: Request) -> None:
-    """Return when the client disconnects (the body was read already: nothing else arrives)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        continue
+class Watch:
+    """Cancels the request's task when its client disconnects, between start() and stop()."""
+
+    def __init__(self, request: Request) -> None:
+        self._receive = request.receive
+        self._task: asyncio.Task[object] | None = None
+        self._watcher: asyncio.Future[None] | None = None
+        self.gone = False  # the client left while watched
+        self._settled = False  # its cancellation has been caught (and uncancelled)
+
+    def start(self) -> None:
+        """Watch from now; only once the request's body has been read (the watch reads the channel)."""
+        if self._watcher is None:
+            self._task = asyncio.current_task()
+            self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            continue
+        self.gone = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def caught(self) -> bool:
+        """Called where a CancelledError was caught: whether it is this watch's (the client left),
+        in which case the task's cancellation is withdrawn and the caller goes on to clean up."""
+        if self.gone and not self._settled and self._task is not None:
+            self._settled = True
+            self._task.uncancel()
+            return True
+        return False
+
+    async def stop(self) -> None:
+        """Stop watching. A disconnect noticed after the watched work ended left a cancellation
+        pending on the task: it is taken here, so that it does not interrupt the clean-up."""
+        if self._watcher is None:
+            return
+        self._watcher.cancel()
+        self._watcher = None
+        if self.gone and not self._settled:
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                if not self.caught():
+                    raise
 
 
-async def unless_abandoned(request: Request, call: Callable[[], Awaitable[T]]) -> T:
+async def unless_abandoned(watch: Watch, call: Callable[[], Awaitable[T]]) -> T:
     """`call()`'s result, or ClientGone (the call cancelled) when the client leaves first."""
-    work = asyncio.ensure_future(call())
-    watch = asyncio.ensure_future(_disconnected(request))
+    watch.start()
     try:
-        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:  # the handler itself is cancelled (shutdown): so is its call
-        work.cancel()
-        watch.cancel()
+        return await call()
+    except asyncio.CancelledError:
+        if watch.caught():
+            raise ClientGone from None
         raise
-    watch.cancel()
-    if not work.done():
-        work.cancel()
-        with suppress(asyncio.CancelledError, Exception):
-            await work
-        raise ClientGone
-    return work.result()

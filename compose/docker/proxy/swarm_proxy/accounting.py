@@ -54,13 +54,15 @@ def prompt_estimate(body: BaseModel) -> int:
     return clamp(max(1, sum(_text_tokens(text) for text in texts)))
 
 
-def reservation_estimate(body: BaseModel, default_max_tokens: int) -> int:
-    """What admission reserves: the prompt estimate plus the most the answer may have."""
+def reservation_estimate(body: BaseModel, default_max_tokens: int, prompt: int | None = None) -> int:
+    """What admission reserves: the prompt estimate (`prompt`, when made already) plus the most
+    the answer may have."""
+    prompt = prompt_estimate(body) if prompt is None else prompt
     if not hasattr(body, "max_tokens"):  # embeddings: the prompt is the whole cost
-        return prompt_estimate(body)
+        return prompt
     most = getattr(body, "max_completion_tokens", None) or body.max_tokens or default_max_tokens
     prompts = len(body.prompt) if isinstance(getattr(body, "prompt", None), list) else 1
-    return clamp(prompt_estimate(body) + most * (getattr(body, "n", None) or 1) * max(1, prompts))
+    return clamp(prompt + most * (getattr(body, "n", None) or 1) * max(1, prompts))
 
 
 def usage_of(content: bytes) -> dict[str, int]:
@@ -121,6 +123,31 @@ class EventStream:
     def feed(self, chunk: bytes) -> bytes:
         """The whole events `chunk` completes, to send now; a partial event waits for its end."""
         self._buffer += chunk
+        if b"\r" in self._buffer:
+            return self._feed_any()
+        cut = self._buffer.rfind(b"\n\n")
+        if cut < 0:
+            return b""
+        whole, self._buffer = self._buffer[:cut + 2], self._buffer[cut + 2:]
+        # The common case, one `data: {...}` line per event: counted without parsing, relayed as
+        # it came; only the usage chunk is parsed (and dropped where the client did not ask).
+        events = whole.split(b"\n\n")[:-1]
+        kept: list[bytes] | None = None
+        for index, event in enumerate(events):
+            if event.startswith(b"data: ") and b"\n" not in event and b'"usage"' not in event:
+                if event != b"data: [DONE]":
+                    self.events += 1
+                relayed = True
+            else:
+                relayed = self._relay(event + b"\n\n")
+            if not relayed and kept is None:
+                kept = [e + b"\n\n" for e in events[:index]]
+            elif relayed and kept is not None:
+                kept.append(event + b"\n\n")
+        return whole if kept is None else b"".join(kept)
+
+    def _feed_any(self) -> bytes:
+        """feed() for streams with CR line ends (SSE allows \\r\\n): event by event."""
         out: list[bytes] = []
         while match := EVENT_END.search(self._buffer):
             event, self._buffer = self._buffer[:match.end()], self._buffer[match.end():]

@@ -47,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping
 
 OPENAI = "openai"
@@ -61,7 +62,7 @@ class ClientKey:
     rpm: int
     tpm: int
 
-    @property
+    @cached_property  # logged and counted several times per request: hashed once
     def key_id(self) -> str:
         return hashlib.sha256(self.key.encode()).hexdigest()[:12]
 

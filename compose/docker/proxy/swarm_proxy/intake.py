@@ -14,15 +14,14 @@ a lax parse would have let the raw dict (where "false" is truthy) and the model 
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-
-from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 from pydantic.json_schema import models_json_schema
+from starlette.requests import ClientDisconnect, Request
 
 from swarm_proxy.errors import ProxyError, bad_request
 
@@ -98,21 +97,30 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit`: from Content-Length
     before a byte is read, or while reading a chunked body (never more than `limit` plus a chunk);
     and with 408 when it has not all arrived `timeout` seconds after the headers (a trickled body
-    would otherwise hold its socket and buffer for as long as the client likes)."""
+    would otherwise hold its socket and buffer for as long as the client likes). Read from the
+    ASGI channel itself: Starlette's stream() and an anyio deadline cost more than the rest of
+    reading together, for a body that nearly always arrives with its headers."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    with anyio.move_on_after(timeout) as deadline:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
-    if deadline.cancelled_caught:
-        raise too_slow(timeout)
-    return b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        raise too_slow(timeout) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _invalid(error: ValidationError) -> ProxyError:

@@ -119,6 +119,8 @@ class RateLimiter:
 
     async def admit(self, client: ClientKey) -> Verdict:
         """Count the request against the key's RPM window; refuse when RPM or TPM is spent."""
+        if not client.rpm and not client.tpm:  # an unlimited key: nothing to count or look at
+            return Verdict(True, {})
         rpm = RateLimitItemPerMinute(client.rpm) if client.rpm else None
         headers: dict[str, str] = {}
         allowed, retry_after, which = True, 0, ""

@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import redis.asyncio as redis_asyncio
 
 from swarm_proxy.config import OPENAI, Settings
 from swarm_proxy.redislink import client_options
-from swarm_proxy.upstream import Upstreams
+from swarm_proxy.upstream import TRANSPORT_ERRORS, Upstreams
 
 UPSTREAM_CHECK_TTL = 5.0  # seconds an upstream check's result is reused
 
@@ -43,7 +42,7 @@ class Readiness:
                     continue
                 try:
                     await self._upstreams.models(upstream, fresh=True)
-                except (httpx.HTTPError, ValueError) as error:
+                except (*TRANSPORT_ERRORS, ValueError) as error:
                     problems.append((place, upstream, type(error).__name__))
             self._upstream_problems, self._checked_at = problems, time.monotonic()
             return problems

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     options = parser.parse_args(argv)
-    uvicorn.run("swarm_proxy.app:create_app", factory=True, host=options.host, port=options.port, http=BoundedHttpTools,
+    uvicorn.run("swarm_proxy.gateway:create_app", factory=True, host=options.host, port=options.port, http=BoundedHttpTools,
                 access_log=False, timeout_keep_alive=5, log_level=options.log_level)
 
 

@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
+import aiohttp
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("proxy_requests_total", "Requests answered", ["endpoint", "status"])
@@ -40,9 +40,9 @@ class JsonFormatter(logging.Formatter):
 
 log = logging.getLogger("swarm_proxy")
 if not log.handlers:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
-    log.addHandler(handler)
+    _handler = logging.StreamHandler(sys.stdout)
+    _handler.setFormatter(JsonFormatter())
+    log.addHandler(_handler)
     log.setLevel(logging.INFO)
     log.propagate = False
 
@@ -56,7 +56,19 @@ def bounded(text: str, limit: int = MODEL_LOG_CHARS) -> str:
 
 
 def event(message: str, **fields: Any) -> None:
-    log.info(message, extra={"fields": fields})
+    """One JSON line at level info, as JsonFormatter writes it. The line of every request is
+    written straight to the log handler's stream: logging's record, handler and formatter
+    machinery cost about 30 us a line, a tenth of what relaying a request costs."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    handler = log.handlers[0] if log.handlers else None
+    if not isinstance(handler, logging.StreamHandler) or not isinstance(handler.formatter, JsonFormatter):
+        log.info(message, extra={"fields": fields})  # someone configured other logging: theirs is used
+        return
+    entry = {"ts": round(time.time(), 3), "level": "info", "event": message}
+    entry.update(fields)
+    handler.stream.write(json.dumps(entry, separators=(",", ":")) + "\n")
+    handler.stream.flush()
 
 
 def log_once(tag: str, message: str, **fields: Any) -> None:
@@ -72,8 +84,9 @@ class LangfuseTracer:
 
     def __init__(self, host: str, public_key: str, secret_key: str) -> None:
         token = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
-        self._client = httpx.AsyncClient(base_url=host.rstrip("/"), timeout=5.0,
-                                         headers={"Authorization": f"Basic {token}"})
+        self._url = host.rstrip("/") + "/api/public/ingestion"
+        self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0),
+                                             headers={"Authorization": f"Basic {token}"})
         self._tasks: set[asyncio.Task[None]] = set()
 
     def trace(self, endpoint: str, model: str, key_id: str, started: float, status: int, usage: dict[str, int]) -> None:
@@ -97,11 +110,12 @@ class LangfuseTracer:
                                 "unit": "TOKENS"}}},
         ]
         try:
-            (await self._client.post("/api/public/ingestion", json={"batch": batch})).raise_for_status()
-        except httpx.HTTPError as error:
+            async with self._client.post(self._url, json={"batch": batch}) as response:
+                response.raise_for_status()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
             log_once("langfuse-down", "tracing to Langfuse failed; requests go on untraced", error=type(error).__name__)
 
     async def aclose(self) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
-        await self._client.aclose()
+        await self._client.close()

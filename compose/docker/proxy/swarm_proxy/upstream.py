@@ -1,10 +1,17 @@
 """Upstreams: routing by model name, the models they serve, and sending with retries.
 
+The client is aiohttp: the upstream call is most of what a request costs the proxy, and httpx
+spent about 2.5 ms of CPU on each (its pool and anyio layers), aiohttp a fraction of that. The
+rest of the proxy sees `TRANSPORT_ERRORS` and `Reply` only, not the library.
+
 Retries (exponential backoff with jitter) happen only where the connection could not be made
-(httpx's ConnectError, ConnectTimeout): nothing was sent. A connection that breaks once the
-request went out (RemoteProtocolError, a reset, a read error) is not retried: the upstream may
-have received the request and be generating, and a retry would run it again (the audit saw three
-copies). A timeout is a 504, a refused or broken connection a 502, in OpenAI's shape.
+(aiohttp's ClientConnectorError, ConnectionTimeoutError): nothing was sent. A connection that
+breaks once the request went out (ServerDisconnectedError, a reset, a payload error) is not
+retried: the upstream may have received the request and be generating, and a retry would run it
+again (the audit saw three copies). A timeout is a 504, a refused or broken connection a 502, in
+OpenAI's shape. Pooled connections are dropped after KEEPALIVE_S idle, below the 5 s after which
+uvicorn (vLLM's server) closes them, so that a request is not sent on a connection the upstream
+is closing.
 """
 from __future__ import annotations
 
@@ -14,21 +21,30 @@ import random
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 
 from swarm_proxy.config import OPENAI, Route, Settings
 from swarm_proxy.errors import ProxyError, model_not_found, upstream_timeout, upstream_unreachable
 from swarm_proxy.telemetry import UPSTREAM_ERRORS, UPSTREAM_RETRIES
 
 MODELS_TTL = 10.0
+KEEPALIVE_S = 4.0
+Reply = aiohttp.ClientResponse
+# What an upstream call may raise besides ProxyError: the connection's failures and timeouts.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
+NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 class Upstreams:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.upstream_timeout, connect=settings.connect_timeout),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        # Made inside the running loop (the app's lifespan), as aiohttp requires.
+        self.http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=settings.upstream_timeout,
+                                          sock_connect=settings.connect_timeout, sock_read=settings.upstream_timeout),
+            connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=KEEPALIVE_S),
+            # No cookies: one upstream's Set-Cookie must not travel with the next client's request.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._models: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
@@ -47,13 +63,15 @@ class Upstreams:
         return list(dict.fromkeys(route.upstream for route in self.settings.routes))
 
     async def models(self, upstream: str, fresh: bool = False) -> list[dict[str, Any]]:
-        """The upstream's /models (cached a few seconds); raises httpx errors."""
+        """The upstream's /models (cached a few seconds); raises TRANSPORT_ERRORS, or ValueError
+        when the answer is not an OpenAI model list."""
         cached = self._models.get(upstream)
         if cached and not fresh and time.monotonic() - cached[0] < MODELS_TTL:
             return cached[1]
-        response = await self.http.get(f"{self.settings.base_url(upstream)}/models", headers=self.headers(upstream), timeout=5.0)
-        response.raise_for_status()
-        listing = response.json()  # ValueError when not JSON
+        async with self.http.get(f"{self.settings.base_url(upstream)}/models", headers=self.headers(upstream),
+                                 timeout=aiohttp.ClientTimeout(total=5.0)) as response:
+            response.raise_for_status()
+            listing = await response.json(content_type=None)  # ValueError when not JSON
         data = listing.get("data") if isinstance(listing, dict) else None
         if not isinstance(data, list):
             raise ValueError("the upstream's /models is not an OpenAI model list")
@@ -72,9 +90,9 @@ class Upstreams:
             served = {item.get("id") for item in await self.models(route.upstream)}
             if model not in served:
                 served = {item.get("id") for item in await self.models(route.upstream, fresh=True)}
-        except httpx.TimeoutException:
+        except asyncio.TimeoutError:
             raise upstream_timeout() from None
-        except httpx.HTTPError as error:
+        except aiohttp.ClientError as error:
             raise upstream_unreachable(type(error).__name__) from None
         except ValueError:  # an upstream whose /models is not a model list cannot be routed to
             raise upstream_unreachable("its /models is not an OpenAI model list") from None
@@ -82,24 +100,24 @@ class Upstreams:
             raise model_not_found(model)
         return route
 
-    async def open(self, route: Route, path: str, body: bytes) -> httpx.Response:
-        """Send the request and return once the upstream's headers arrived (body not read)."""
-        request = self.http.build_request(
-            "POST", f"{self.settings.base_url(route.upstream)}/{path}", content=body,
-            headers={"Content-Type": "application/json", **self.headers(route.upstream)},
-        )
+    async def open(self, route: Route, path: str, body: bytes) -> Reply:
+        """Send the request and return once the upstream's headers arrived (body not read). The
+        caller closes the reply: once read to its end that returns the connection to the pool,
+        before that it closes the connection (the upstream sees the client go)."""
+        url = f"{self.settings.base_url(route.upstream)}/{path}"
+        headers = {"Content-Type": "application/json", **self.headers(route.upstream)}
         attempt = 0
         while True:
             try:
-                return await self.http.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as error:  # never sent: safe to retry
+                return await self.http.post(url, data=body, headers=headers)
+            except NEVER_SENT as error:  # never sent: safe to retry
                 if attempt >= self.settings.retries:
                     UPSTREAM_ERRORS.labels("unreachable").inc()
                     raise upstream_unreachable(type(error).__name__) from None
-            except httpx.TimeoutException:
+            except asyncio.TimeoutError:
                 UPSTREAM_ERRORS.labels("timeout").inc()
                 raise upstream_timeout() from None
-            except httpx.HTTPError as error:
+            except aiohttp.ClientError as error:
                 UPSTREAM_ERRORS.labels("unreachable").inc()
                 raise upstream_unreachable(type(error).__name__) from None
             UPSTREAM_RETRIES.inc()
@@ -107,12 +125,24 @@ class Upstreams:
             attempt += 1
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self.http.close()
 
 
-def as_proxy_error(error: Exception) -> ProxyError:
+def unread(reply: Reply) -> bytes:
+    """What arrived before the upstream's connection broke and was not read yet. aiohttp's reader
+    raises the break before it hands out bytes already received (StreamReader.readany checks its
+    exception first), so whole events an upstream sent just before it died would be lost; this
+    drains them through the reader's own StreamReader._read_nowait (private: aiohttp is pinned, and
+    tests/proxy/test_upstream_faults.py fails when the salvage stops working)."""
+    try:
+        return reply.content._read_nowait(-1)
+    except Exception:  # noqa: BLE001 - nothing to salvage
+        return b""
+
+
+def as_proxy_error(error: BaseException) -> ProxyError:
     if isinstance(error, ProxyError):
         return error
-    if isinstance(error, httpx.TimeoutException):
+    if isinstance(error, asyncio.TimeoutError):
         return upstream_timeout()
     return upstream_unreachable(type(error).__name__)
