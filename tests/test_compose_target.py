@@ -218,6 +218,36 @@ def test_a_port_in_use_is_one_clear_line(run_inner, monkeypatch: pytest.MonkeyPa
     _assert_nothing_left(_project(result.stdout.str()))
 
 
+RESTARTS_REDIS = """
+import socket, subprocess, time
+
+def test_restarted(swarm_endpoint, swarm_target):
+    endpoint = swarm_endpoint("redis")
+    container = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={swarm_target.project}",
+                                "--filter", "label=com.docker.compose.service=redis"],
+                               capture_output=True, text=True, check=True).stdout.split()[0]
+    subprocess.run(["docker", "restart", container], check=True, capture_output=True)
+    deadline = time.monotonic() + 30
+    while True:  # the endpoint handed out before the restart must reach Redis again
+        try:
+            with socket.create_connection((endpoint.host, endpoint.port), timeout=2) as sock:
+                sock.sendall(b"PING\\r\\n")
+                assert sock.recv(64), "no answer"
+                return
+        except OSError:
+            assert time.monotonic() < deadline, f"{endpoint.host}:{endpoint.port} is gone after the restart"
+            time.sleep(0.5)
+"""
+
+
+def test_a_service_that_restarts_keeps_its_address(run_inner) -> None:
+    """A container restarted by its restart policy (a crash) or by hand keeps its host port: with
+    Docker choosing a random port at each start, a proxy that restarted mid-run listened on a new
+    one, and every later test got connection refused from the address handed out before."""
+    result, _ = run_inner(RESTARTS_REDIS)
+    result.assert_outcomes(passed=1)
+
+
 def test_an_invalid_compose_file_is_one_clear_line(pytester: pytest.Pytester) -> None:
     broken = pytester.path / "broken.yml"
     broken.write_text((MINI / "docker-compose.yml").read_text().replace("    image: ${REDIS_IMAGE", "    imagee: ${REDIS_IMAGE"))

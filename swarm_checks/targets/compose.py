@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,20 @@ from swarm_checks.waiting import describe
 
 ENGINE_PROFILES = ("gpu", "cpu")
 PORT_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*_PORT)[-:]")
+
+
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 now (each socket held until all are chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def detect_gpu() -> bool:
@@ -187,11 +202,15 @@ class ComposeTarget:
         return {"GPU": ", ".join(g.describe() for g in gpus) or "none found", "NVIDIA driver": roofline.local_driver() or "?"}
 
     def _host_overrides(self) -> dict[str, str]:
-        """Random host ports (empty *_PORT variables) unless --host-ports=env."""
+        """Free host ports, one per *_PORT variable, unless --host-ports=env. Chosen here for the
+        whole run rather than left to Docker (an empty variable), which picks a new random port
+        each time a container starts: a service that restarted (its restart policy after a
+        crash, or a test's fault) then listened elsewhere, and the address handed out before
+        was refused for the rest of the run."""
         if self.settings.host_ports != "random":
             return {}
-        names = set(PORT_VARIABLE.findall(self.settings.compose_file.read_text()))
-        return {name: "" for name in sorted(names)}
+        names = sorted(set(PORT_VARIABLE.findall(self.settings.compose_file.read_text())))
+        return dict(zip(names, (str(port) for port in _free_ports(len(names)))))
 
     def _subnet_override(self) -> dict[str, str]:
         """A /16 for the swarm network that no other Docker network uses (two runs side by side)."""
