@@ -88,7 +88,7 @@ def test_proxy_errors_for_embeddings_are_openai_shaped(engine_and_proxy: tuple[C
     if status == direct_status and body == direct and not _openai_shaped(body):
         pytest.xfail(f"known defect of the proxy: the engine has no /v1/embeddings route for {features.model} and "
                      f"answers {direct_status} {direct[:60]!r} (FastAPI's own 404, not OpenAI's error shape); the "
-                     "proxy relays it as it is. Fix: compose/docker/proxy/swarm_proxy/app.py should wrap an upstream "
+                     "proxy relays it as it is. Fix: compose/docker/proxy/swarm_proxy/errors.py (relayed_error) should wrap an upstream "
                      "error that is not in OpenAI's shape into one (e.g. 404 model_not_found for embeddings)")
     check_error(status, body)
 
