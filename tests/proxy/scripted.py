@@ -38,6 +38,7 @@ class Scripted:
         self.headers_first = False  # while holding a stream: its 200 and headers already sent
         self.closed: list[float] = []  # time.monotonic() when the proxy closed a held request
         self.drop = False  # read the POST, then close the connection without an answer
+        self.location: str | None = None  # a Location header sent with `error` (a redirect)
         self.raw_stream: tuple[bytes, int | None] | None = None  # (bytes, Content-Length) of a stream
         self.models_body: bytes | None = None  # what GET /models answers instead of a model list
         self.error_cut = False  # answer POSTs with a 500 whose body breaks off after a few bytes
@@ -131,7 +132,13 @@ def scripted() -> Iterator[tuple[str, Scripted]]:
                 if self._held() or (request.get("stream") and script.headers_first):
                     return
             if script.error is not None:
-                self._send(script.error[0], script.error[2], script.error[1])
+                self.send_response(script.error[0])
+                if script.location:
+                    self.send_header("Location", script.location)
+                self.send_header("Content-Type", script.error[1])
+                self.send_header("Content-Length", str(len(script.error[2])))
+                self.end_headers()
+                self.wfile.write(script.error[2])
                 return
             time.sleep(script.delay)
             answer = script.completion()

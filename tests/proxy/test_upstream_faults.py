@@ -84,3 +84,16 @@ def test_a_stream_cut_mid_event_ends_with_whole_events(start_proxy, scripted, de
         json.loads(event[len("data: "):])  # each is whole JSON: nothing glued on half a line
     assert json.loads(events[0][6:])["choices"][0]["delta"]["content"] == "hi"
     assert json.loads(events[-1][6:])["error"]["code"] == "upstream_stream_error", events[-1]
+
+
+def test_an_upstream_redirect_is_relayed_not_followed(start_proxy, scripted) -> None:
+    """An HTTP client that follows redirects turns a 301 to a POST into a GET without its body, and
+    sends the prompt again on a 307 (wherever Location points): the upstream must get it once."""
+    upstream, script = scripted
+    script.error = (307, "application/json", b'{"error": {"message": "moved", "type": "invalid_request_error"}}')
+    script.location = upstream + "/chat/completions"
+    proxy = start_proxy(upstream=upstream)
+    response = httpx.post(proxy.base_url + "/chat/completions", json={"model": MODEL, "messages": HELLO}, timeout=30,
+                          headers={"Authorization": f"Bearer {proxy.key}"})
+    assert len(script.requests) == 1, f"the upstream received the request {len(script.requests)} times"
+    assert response.status_code != 500 and response.headers["content-type"].startswith("application/json")

@@ -52,11 +52,11 @@ class Watch:
 
     def caught(self) -> bool:
         """Called where a CancelledError was caught: whether it is this watch's (the client left),
-        in which case the task's cancellation is withdrawn and the caller goes on to clean up."""
+        in which case the task's cancellation is withdrawn and the caller goes on to clean up. A
+        cancellation of its own besides (the server shutting down) still stands: False."""
         if self.gone and not self._settled and self._task is not None:
             self._settled = True
-            self._task.uncancel()
-            return True
+            return self._task.uncancel() == 0
         return False
 
     async def stop(self) -> None:

@@ -135,7 +135,7 @@ class EventStream:
         kept: list[bytes] | None = None
         for index, event in enumerate(events):
             if event.startswith(b"data: ") and b"\n" not in event and b'"usage"' not in event:
-                if event != b"data: [DONE]":
+                if event[6:].strip() not in (b"", b"[DONE]"):  # as _relay counts
                     self.events += 1
                 relayed = True
             else:

@@ -234,6 +234,9 @@ class Relay:
                     yield relayed
                 yield _stream_error(type(error).__name__)
             finally:
+                # The watch ends before the clean-up: a client that leaves once it has [DONE] must not
+                # cancel the settlement (anyio's shield does not stop a task's own cancel()).
+                await watch.stop()
                 with anyio.CancelScope(shield=True):
                     upstream.close()
                     real = charged(frames.usage)  # without usage: the prompt estimate + one token per event

@@ -40,11 +40,14 @@ class Upstreams:
         self.settings = settings
         # Made inside the running loop (the app's lifespan), as aiohttp requires.
         self.http = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, connect=settings.upstream_timeout,
+            # connect: a free pooled connection, DNS and the TCP (and TLS) connect, as httpx's connect
+            # timeout bounded them; sock_read: each read, as httpx's read timeout.
+            timeout=aiohttp.ClientTimeout(total=None, connect=settings.connect_timeout,
                                           sock_connect=settings.connect_timeout, sock_read=settings.upstream_timeout),
             connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=KEEPALIVE_S),
             # No cookies: one upstream's Set-Cookie must not travel with the next client's request.
             cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=True,  # HTTPS_PROXY / NO_PROXY for an egress proxy towards OpenAI, as httpx did
         )
         self._models: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
@@ -69,7 +72,7 @@ class Upstreams:
         if cached and not fresh and time.monotonic() - cached[0] < MODELS_TTL:
             return cached[1]
         async with self.http.get(f"{self.settings.base_url(upstream)}/models", headers=self.headers(upstream),
-                                 timeout=aiohttp.ClientTimeout(total=5.0)) as response:
+                                 timeout=aiohttp.ClientTimeout(total=5.0), allow_redirects=False) as response:
             response.raise_for_status()
             listing = await response.json(content_type=None)  # ValueError when not JSON
         data = listing.get("data") if isinstance(listing, dict) else None
@@ -109,7 +112,9 @@ class Upstreams:
         attempt = 0
         while True:
             try:
-                return await self.http.post(url, data=body, headers=headers)
+                # A redirect is relayed, not followed (httpx did not follow either): a 301 would turn
+                # the POST into a GET without its body.
+                return await self.http.post(url, data=body, headers=headers, allow_redirects=False)
             except NEVER_SENT as error:  # never sent: safe to retry
                 if attempt >= self.settings.retries:
                     UPSTREAM_ERRORS.labels("unreachable").inc()
