@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
 
@@ -68,6 +69,20 @@ def remove(kind: str, ident: str, busy_wait: float = BUSY_WAIT) -> str | None:
         if not any(busy in error for busy in _BUSY) or time.monotonic() > deadline:
             return error
         time.sleep(0.2)
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports free on 127.0.0.1 now (each socket held until all are chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def used_subnets() -> set[str]:

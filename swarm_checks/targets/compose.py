@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,20 +38,6 @@ from swarm_checks.waiting import describe
 
 ENGINE_PROFILES = ("gpu", "cpu")
 PORT_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*_PORT)[-:]")
-
-
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 now (each socket held until all are chosen)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def detect_gpu() -> bool:
@@ -181,9 +166,15 @@ class ComposeTarget:
                 self._up_and_wait(services)
                 break
             except StackError as error:
-                if "overlap" not in str(error).lower() or attempt == 2:
+                # A subnet another network took meanwhile, or (random ports) a chosen port taken
+                # between choosing it and Docker binding it: choose again.
+                text = str(error).lower()
+                port_taken = "already in use" in text and self.settings.host_ports == "random"
+                if ("overlap" not in text and not port_taken) or attempt == 2:
                     raise
                 self.compose.down([ALL_PROFILES])
+                if port_taken:
+                    self.compose.overrides.update(self._host_overrides())
         self.state.write({**self._state(), "status": "ready", "images": self._images_safely(), "facts": self._facts()})
 
     def _images_safely(self) -> dict[str, str]:
@@ -210,7 +201,7 @@ class ComposeTarget:
         if self.settings.host_ports != "random":
             return {}
         names = sorted(set(PORT_VARIABLE.findall(self.settings.compose_file.read_text())))
-        return dict(zip(names, (str(port) for port in _free_ports(len(names)))))
+        return dict(zip(names, (str(port) for port in docker_engine.free_ports(len(names)))))
 
     def _subnet_override(self) -> dict[str, str]:
         """A /16 for the swarm network that no other Docker network uses (two runs side by side)."""
