@@ -12,7 +12,6 @@ commands the checks that need it skip.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any

@@ -47,8 +47,8 @@ def test_ray_workers_rejoin_a_restarted_head_and_a_job_runs(inject, run_in: Exec
     try:
         started = time.monotonic()
         inject(head, "restart")
-        rejoin = wait_until(lambda: len(alive_ray_nodes(run_in, head)) >= expected_ray_nodes, RAY_REJOIN_LIMIT,
-                            f"{expected_ray_nodes - 1} workers to rejoin the restarted head", interval=2.0)
+        wait_until(lambda: len(alive_ray_nodes(run_in, head)) >= expected_ray_nodes, RAY_REJOIN_LIMIT,
+                   f"{expected_ray_nodes - 1} workers to rejoin the restarted head", interval=2.0)
         rejoined = time.monotonic() - started
         nodes = {n["node_id"] for n in alive_ray_nodes(run_in, head)}
         assert not nodes & before, "the nodes alive after the restart are the old ones: the head did not restart"

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from swarm_checks import compose_cli, docker_engine, orphans
+from swarm_checks import docker_engine, orphans
 from swarm_checks.catalog import ALL_PROFILES, Catalog
 from swarm_checks.compose_config import ComposeConfig
 from swarm_checks.compose_endpoints import build_endpoint, endpoint_from_json, endpoint_to_json, metrics_extra
