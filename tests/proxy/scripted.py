@@ -42,6 +42,7 @@ class Scripted:
         self.raw_stream: tuple[bytes, int | None] | None = None  # (bytes, Content-Length) of a stream
         self.models_body: bytes | None = None  # what GET /models answers instead of a model list
         self.error_cut = False  # answer POSTs with a 500 whose body breaks off after a few bytes
+        self.targets: list[str] = []  # each request line's target (absolute when sent to it as a forward proxy)
         self._lock = threading.Lock()
 
     def completion(self) -> dict[str, Any]:
@@ -93,6 +94,7 @@ def scripted() -> Iterator[tuple[str, Scripted]]:
             return False
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            script.targets.append(self.path)
             script.listed += 1
             if script.models_body is not None:
                 self._send(200, script.models_body)
@@ -100,6 +102,7 @@ def scripted() -> Iterator[tuple[str, Scripted]]:
             self._send(200, json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())
 
         def do_POST(self) -> None:  # noqa: N802
+            script.targets.append(self.path)
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
             script.requests.append(request)
             if script.drop:

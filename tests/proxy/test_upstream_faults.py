@@ -97,3 +97,23 @@ def test_an_upstream_redirect_is_relayed_not_followed(start_proxy, scripted) -> 
                           headers={"Authorization": f"Bearer {proxy.key}"})
     assert len(script.requests) == 1, f"the upstream received the request {len(script.requests)} times"
     assert response.status_code != 500 and response.headers["content-type"].startswith("application/json")
+
+
+def test_the_environments_egress_proxy_carries_upstream_calls_unless_no_proxy_exempts_the_host(start_proxy, scripted) -> None:
+    """HTTP_PROXY / HTTPS_PROXY / NO_PROXY are honoured (an egress proxy towards OpenAI), chosen
+    once at start rather than per request. The scripted upstream stands in for the egress proxy: a
+    forward proxy receives the request line with the absolute URL, and answers for a host that
+    does not resolve here."""
+    egress, script = scripted
+    target = "http://upstream.invalid:9/v1"  # .invalid never resolves: only the egress proxy can reach it
+    via = egress.removesuffix("/v1")  # both spellings set: an inherited lower-case one would win
+    proxy = start_proxy(upstream=target, HTTP_PROXY=via, http_proxy=via, NO_PROXY="", no_proxy="")
+    response = _post(proxy, {"model": MODEL, "messages": HELLO})
+    assert response.status_code == 200, response.text[:300]
+    assert f"{target}/chat/completions" in script.targets, f"the call did not go through HTTP_PROXY: {script.targets}"
+    exempt = start_proxy(upstream=target, HTTP_PROXY=via, http_proxy=via, NO_PROXY="upstream.invalid",
+                         no_proxy="upstream.invalid")
+    sent = len(script.targets)
+    response = _post(exempt, {"model": MODEL, "messages": HELLO})
+    assert response.status_code == 502 and openai_error(response.content)["code"] == "upstream_unreachable", response.text[:300]
+    assert len(script.targets) == sent, "a host NO_PROXY names was still sent through the egress proxy"

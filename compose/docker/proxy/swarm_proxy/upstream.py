@@ -12,6 +12,12 @@ again (the audit saw three copies). A timeout is a 504, a refused or broken conn
 OpenAI's shape. Pooled connections are dropped after KEEPALIVE_S idle, below the 5 s after which
 uvicorn (vLLM's server) closes them, so that a request is not sent on a connection the upstream
 is closing.
+
+An egress proxy from the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, by urllib's rules as
+aiohttp reads them) is chosen for each upstream once, at start. aiohttp's `trust_env` would choose
+it again on every request, reading the environment and ~/.netrc in a worker thread each time: that
+halved the proxy's rate. ~/.netrc is read only for the egress proxy's credentials, never for the
+upstreams' (OpenAI's key is OPENAI_API_KEY).
 """
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ import time
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from swarm_proxy.config import OPENAI, Route, Settings
 from swarm_proxy.errors import ProxyError, model_not_found, upstream_timeout, upstream_unreachable
@@ -47,9 +55,10 @@ class Upstreams:
             connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=KEEPALIVE_S),
             # No cookies: one upstream's Set-Cookie must not travel with the next client's request.
             cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=True,  # HTTPS_PROXY / NO_PROXY for an egress proxy towards OpenAI, as httpx did
         )
+        self._egress = {upstream: egress_proxy(settings.base_url(upstream)) for upstream in self.distinct()}
         self._models: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._urls: dict[tuple[str, str], URL] = {}
 
     def headers(self, upstream: str) -> dict[str, str]:
         if upstream == OPENAI and self.settings.openai_api_key:
@@ -72,7 +81,8 @@ class Upstreams:
         if cached and not fresh and time.monotonic() - cached[0] < MODELS_TTL:
             return cached[1]
         async with self.http.get(f"{self.settings.base_url(upstream)}/models", headers=self.headers(upstream),
-                                 timeout=aiohttp.ClientTimeout(total=5.0), allow_redirects=False) as response:
+                                 timeout=aiohttp.ClientTimeout(total=5.0), allow_redirects=False,
+                                 **self._egress.get(upstream, {})) as response:
             response.raise_for_status()
             listing = await response.json(content_type=None)  # ValueError when not JSON
         data = listing.get("data") if isinstance(listing, dict) else None
@@ -107,14 +117,17 @@ class Upstreams:
         """Send the request and return once the upstream's headers arrived (body not read). The
         caller closes the reply: once read to its end that returns the connection to the pool,
         before that it closes the connection (the upstream sees the client go)."""
-        url = f"{self.settings.base_url(route.upstream)}/{path}"
+        url = self._urls.get((route.upstream, path))
+        if url is None:  # parsed once per upstream and path, not per request
+            url = self._urls[(route.upstream, path)] = URL(f"{self.settings.base_url(route.upstream)}/{path}")
         headers = {"Content-Type": "application/json", **self.headers(route.upstream)}
         attempt = 0
         while True:
             try:
                 # A redirect is relayed, not followed (httpx did not follow either): a 301 would turn
                 # the POST into a GET without its body.
-                return await self.http.post(url, data=body, headers=headers, allow_redirects=False)
+                return await self.http.post(url, data=body, headers=headers, allow_redirects=False,
+                                            **self._egress.get(route.upstream, {}))
             except NEVER_SENT as error:  # never sent: safe to retry
                 if attempt >= self.settings.retries:
                     UPSTREAM_ERRORS.labels("unreachable").inc()
@@ -131,6 +144,20 @@ class Upstreams:
 
     async def aclose(self) -> None:
         await self.http.close()
+
+
+def egress_proxy(base_url: str) -> dict[str, Any]:
+    """aiohttp's `proxy` for requests to `base_url`, as its trust_env would choose it: the
+    environment's proxy for the URL's scheme (urllib's rules: lower case first), unless NO_PROXY
+    exempts the host; credentials from the proxy URL or ~/.netrc ride in the URL (aiohttp sends
+    them as Proxy-Authorization; its `proxy_auth` parameter is deprecated). None: {}."""
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(base_url))
+    except LookupError:
+        return {}
+    if auth is not None:
+        proxy = proxy.with_user(auth.login).with_password(auth.password)
+    return {"proxy": proxy}
 
 
 def unread(reply: Reply) -> bytes:
