@@ -44,6 +44,16 @@ def refused(verdict: Verdict, endpoint: str, key_id: str, model: str | None = No
                       headers={**verdict.headers, "Retry-After": str(verdict.retry_after)})
 
 
+async def settle_shielded(limiter: RateLimiter, client: ClientKey, reservation: Reservation | None, tokens: int) -> None:
+    """limiter.settle, out of reach of the request's cancellation (its client leaving, a shutdown),
+    so that a reservation is always corrected. A key without a token limit has nothing to settle:
+    the cancel scope (anyio's, a few microseconds a request) is not entered for it."""
+    if not client.tpm:
+        return
+    with anyio.CancelScope(shield=True):
+        await limiter.settle(client, reservation, tokens)
+
+
 def _with_usage(parsed: Body) -> bytes:
     """A stream's body for the upstream: the validated JSON with stream_options.include_usage set,
     so that the usage chunk arrives and the charge is the real one. Where the client did not ask
@@ -169,8 +179,7 @@ class Relay:
                     real = charged(usage)
                     tokens = real if real is not None else prompt()
             finally:
-                with anyio.CancelScope(shield=True):  # a failed request gives its reservation back
-                    await limiter.settle(client, reservation, tokens)
+                await settle_shielded(limiter, client, reservation, tokens)  # a failed request gets its reservation back
             TOKENS.inc(tokens)
             if key is not None and upstream.status == 200 and cacheable_answer(content):
                 await cache.put(key, content)
@@ -210,8 +219,7 @@ class Relay:
         finally:
             if not handed_over:
                 await watch.stop()
-                with anyio.CancelScope(shield=True):
-                    await limiter.settle(client, reservation, 0)
+                await settle_shielded(limiter, client, reservation, 0)
 
         async def events() -> AsyncIterator[bytes]:
             completed, tokens = False, 0
@@ -237,12 +245,11 @@ class Relay:
                 # The watch ends before the clean-up: a client that leaves once it has [DONE] must not
                 # cancel the settlement (anyio's shield does not stop a task's own cancel()).
                 await watch.stop()
-                with anyio.CancelScope(shield=True):
-                    upstream.close()
-                    real = charged(frames.usage)  # without usage: the prompt estimate + one token per event
-                    tokens = real if real is not None else clamp(prompt() + frames.events)
-                    await limiter.settle(client, reservation, tokens)
-                    TOKENS.inc(tokens)
+                upstream.close()
+                real = charged(frames.usage)  # without usage: the prompt estimate + one token per event
+                tokens = real if real is not None else clamp(prompt() + frames.events)
+                await settle_shielded(limiter, client, reservation, tokens)
+                TOKENS.inc(tokens)
                 elapsed = time.perf_counter() - clock
                 LATENCY.labels(endpoint, "true").observe(elapsed)
                 if not completed:

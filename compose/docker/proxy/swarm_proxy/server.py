@@ -12,6 +12,10 @@ send megabytes of one unfinished header. `BoundedHttpTools` keeps uvicorn's fast
   `limit_concurrency` rule): past it a request is answered 503 at once, in OpenAI's shape with a
   `Retry-After` (uvicorn's own 503 is text/plain).
 
+And it writes through `CoalescedTransport` (coalesce.py): what the loop's ready callbacks write to
+a connection in one pass (a response's head and body, a stream's last event and its end) goes in
+one send.
+
 The body has its own deadline in intake.read_body (PROXY_BODY_TIMEOUT). Run it with
 `python -m swarm_proxy.server [--host H] [--port P]`.
 """
@@ -25,6 +29,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from swarm_proxy.coalesce import CoalescedTransport
 from swarm_proxy.config import env_int
 
 HEADER_TIMEOUT = env_int(os.environ, "PROXY_HEADER_TIMEOUT", 10)
@@ -67,7 +72,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescedTransport(transport, self.loop))  # type: ignore[arg-type]
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -75,6 +80,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self.transport.flush()  # what was answered goes before what these bytes may cause
         if self._awaiting_head:
             if self._head_timer is None:  # the first byte of a kept-alive connection's next request
                 self._arm_head_timer()
@@ -82,6 +88,10 @@ class BoundedHttpTools(HttpToolsProtocol):
         super().data_received(data)
         if self._awaiting_head and self._head_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
             self._refuse(TOO_LARGE)
+
+    def eof_received(self) -> bool | None:
+        self.transport.flush()  # the peer finished sending: uvloop closes the transport next, pending bytes first
+        return super().eof_received()
 
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
@@ -150,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     options = parser.parse_args(argv)
     uvicorn.run("swarm_proxy.gateway:create_app", factory=True, host=options.host, port=options.port, http=BoundedHttpTools,
-                access_log=False, timeout_keep_alive=5, log_level=options.log_level)
+                access_log=False, timeout_keep_alive=5, log_level=options.log_level,
+                proxy_headers=False)  # X-Forwarded-*: nothing here uses the client's address or scheme
 
 
 if __name__ == "__main__":

@@ -67,8 +67,33 @@ def event(message: str, **fields: Any) -> None:
         return
     entry = {"ts": round(time.time(), 3), "level": "info", "event": message}
     entry.update(fields)
-    handler.stream.write(json.dumps(entry, separators=(",", ":")) + "\n")
-    handler.stream.flush()
+    stream = handler.stream
+    stream.write(json.dumps(entry, separators=(",", ":")) + "\n")
+    _flush_at_turn_end(stream)
+
+
+# The stream whose flush is scheduled, and on which loop: a loop closed before it ran the flush
+# (or another loop, in another thread) must not leave the stream waiting.
+_flushing: dict[int, asyncio.AbstractEventLoop] = {}
+
+
+def _flush_at_turn_end(stream: Any) -> None:
+    """Flush `stream` once the event loop has run its ready callbacks (at once outside a loop):
+    the lines of the requests answered in one pass leave in one write, where a flush per line
+    cost a system call per request. No line waits longer than that pass."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        stream.flush()
+        return
+    if _flushing.get(id(stream)) is not loop:
+        _flushing[id(stream)] = loop
+        loop.call_soon(_flush, stream)
+
+
+def _flush(stream: Any) -> None:
+    _flushing.pop(id(stream), None)
+    stream.flush()
 
 
 def log_once(tag: str, message: str, **fields: Any) -> None:
