@@ -229,14 +229,15 @@ def test_restarted(swarm_endpoint, swarm_target):
     subprocess.run(["docker", "restart", container], check=True, capture_output=True)
     deadline = time.monotonic() + 30
     while True:  # the endpoint handed out before the restart must reach Redis again
-        try:
+        try:  # Docker's port proxy accepts before Redis listens, then closes: an empty answer is "not yet"
             with socket.create_connection((endpoint.host, endpoint.port), timeout=2) as sock:
                 sock.sendall(b"PING\\r\\n")
-                assert sock.recv(64), "no answer"
-                return
+                if sock.recv(64):
+                    return
         except OSError:
-            assert time.monotonic() < deadline, f"{endpoint.host}:{endpoint.port} is gone after the restart"
-            time.sleep(0.5)
+            pass
+        assert time.monotonic() < deadline, f"{endpoint.host}:{endpoint.port} did not answer within 30 s of the restart"
+        time.sleep(0.5)
 """
 
 

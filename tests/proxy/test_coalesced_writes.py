@@ -30,6 +30,7 @@ finally:
     sys.path.remove(str(PROXY_DIR))
 
 WRITES: list[tuple[float, bytes]] = []  # (when, what) reached the real transport, all connections
+ANSWERED = threading.Event()  # /then-busy has sent its answer and is still busy in the same step
 
 
 class RecordingTransport:
@@ -62,7 +63,8 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
         await send({"type": "http.response.body", "body": b"hello"})
         if scope["path"] == "/then-busy":
-            time.sleep(0.3)  # CPU work after the answer, in the same step: the client's FIN lands meanwhile
+            ANSWERED.set()
+            time.sleep(0.5)  # CPU work after the answer, in the same step: the client's FIN lands meanwhile
         return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
     await asyncio.sleep(0.3)  # a slow first token
@@ -89,16 +91,17 @@ def server_port() -> Iterator[int]:
 
 
 def _exchange(port: int, path: str, keep_alive: bool = False,
-              half_close_after: float | None = None) -> tuple[bytes, list[tuple[float, bytes]]]:
+              half_close: bool = False) -> tuple[bytes, list[tuple[float, bytes]]]:
     """The raw response to GET `path` on a fresh connection, and the writes it took. Kept alive,
-    the response is read by its length (the connection stays open); `half_close_after`: the
-    client ends its side that many seconds after the request, as `curl` or a proxy may."""
+    the response is read by its length (the connection stays open); `half_close`: the client
+    ends its side once the server has answered and is still busy (as `curl` or a proxy may)."""
     WRITES.clear()
+    ANSWERED.clear()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        connection = "keep-alive" if keep_alive or half_close_after is not None else "close"
+        connection = "keep-alive" if keep_alive or half_close else "close"
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: {connection}\r\n\r\n".encode())
-        if half_close_after is not None:
-            time.sleep(half_close_after)
+        if half_close:
+            assert ANSWERED.wait(10), "the server did not answer within 10 s"
             sock.shutdown(socket.SHUT_WR)
         received = b""
         while not (keep_alive and received.endswith(b"hello")) and (chunk := sock.recv(65536)):
@@ -116,7 +119,7 @@ def test_a_non_streaming_answer_leaves_in_one_write(server_port: int) -> None:
 
 def test_an_answer_is_still_sent_to_a_client_that_ended_its_side(server_port: int) -> None:
     """uvloop closes the transport when the peer half-closes; bytes still pending must go first."""
-    received, _ = _exchange(server_port, "/then-busy", half_close_after=0.1)
+    received, _ = _exchange(server_port, "/then-busy", half_close=True)
     assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"hello"), f"the answer was lost: {received!r}"
 
 
