@@ -50,7 +50,10 @@ class Container:
         self.port = int(mapping.stdout.splitlines()[0].rsplit(":", 1)[1])
 
     def docker(self, *args: str) -> None:
-        subprocess.run(["docker", *args, self.id], capture_output=True, check=True)
+        """`docker ARGS ID`; a refusal raises with what Docker said (a bare exit status told nothing)."""
+        done = subprocess.run(["docker", *args, self.id], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)} {self.id[:12]} failed: {done.stderr.strip() or done.returncode}")
 
     def remove(self) -> None:
         subprocess.run(["docker", "rm", "-f", "-v", self.id], capture_output=True, check=False)

@@ -44,6 +44,23 @@ def test_a_client_that_leaves_cancels_the_upstream_request(start_proxy, scripted
     assert again.status_code == 200, f"the abandoned request's reservation was not given back: {again.text[:300]}"
 
 
+def test_an_upstream_that_hangs_is_a_504_and_the_proxy_lets_go_of_it(start_proxy, scripted) -> None:
+    """An upstream that takes the request and never answers (the scripted one holds it; pausing the
+    engine's container did the same, but `docker pause` itself failed a CI run on a busy machine)."""
+    upstream, script = scripted
+    script.hold = 30.0
+    proxy = start_proxy(upstream=upstream, PROXY_UPSTREAM_TIMEOUT="2")
+    started = time.monotonic()
+    response = _post(proxy, {"model": MODEL, "messages": HELLO, "max_tokens": 1})
+    waited = time.monotonic() - started
+    assert response.status_code == 504 and openai_error(response.content)["code"] == "upstream_timeout", response.text[:300]
+    assert waited < 20, f"the 504 came after {waited:.1f} s; the upstream timeout is 2 s"
+    deadline = time.monotonic() + 10
+    while not script.closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert script.closed, "the proxy kept the timed-out upstream request open"
+
+
 def test_a_request_the_upstream_received_is_not_sent_again(start_proxy, scripted) -> None:
     """A connection dropped after the POST was sent was retried: the upstream got every copy."""
     upstream, script = scripted
