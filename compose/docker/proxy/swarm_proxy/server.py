@@ -12,6 +12,10 @@ send megabytes of one unfinished header. `BoundedHttpTools` keeps uvicorn's fast
   `limit_concurrency` rule): past it a request is answered 503 at once, in OpenAI's shape with a
   `Retry-After` (uvicorn's own 503 is text/plain).
 
+It gives every request's scope a `Departure` (abandon.py), fired when the connection is lost
+before that request's answer is complete: a client that leaves cancels its upstream call with
+no task per request waiting for uvicorn's `http.disconnect`.
+
 And it writes through `CoalescedTransport` (coalesce.py): what the loop's ready callbacks write to
 a connection in one pass (a response's head and body, a stream's last event and its end) goes in
 one send.
@@ -29,6 +33,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from swarm_proxy.abandon import DEPARTURE, Departure
 from swarm_proxy.coalesce import CoalescedTransport
 from swarm_proxy.config import env_int
 
@@ -77,7 +82,12 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and not cycle.response_complete:
+            departure = cycle.scope.get(DEPARTURE)
+            if isinstance(departure, Departure):
+                departure.fire()
 
     def data_received(self, data: bytes) -> None:
         self.transport.flush()  # what was answered goes before what these bytes may cause
@@ -107,6 +117,7 @@ class BoundedHttpTools(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._message_complete = False
         super().on_message_begin()
+        self.scope[DEPARTURE] = Departure()  # type: ignore[literal-required]
 
     def on_message_complete(self) -> None:
         self._message_complete = True
