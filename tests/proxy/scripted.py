@@ -41,6 +41,7 @@ class Scripted:
         self.location: str | None = None  # a Location header sent with `error` (a redirect)
         self.raw_stream: tuple[bytes, int | None] | None = None  # (bytes, Content-Length) of a stream
         self.models_body: bytes | None = None  # what GET /models answers instead of a model list
+        self.models_delay = 0.0  # seconds before GET /models answers (the proxy resolving a model waits)
         self.error_cut = False  # answer POSTs with a 500 whose body breaks off after a few bytes
         self.targets: list[str] = []  # each request line's target (absolute when sent to it as a forward proxy)
         self._lock = threading.Lock()
@@ -96,6 +97,7 @@ def scripted() -> Iterator[tuple[str, Scripted]]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             script.targets.append(self.path)
             script.listed += 1
+            time.sleep(script.models_delay)
             if script.models_body is not None:
                 self._send(200, script.models_body)
                 return

@@ -6,7 +6,9 @@ scripted upstream (scripted.py) records when the proxy closes a request it holds
 from __future__ import annotations
 
 import json
+import socket
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -41,6 +43,38 @@ def test_a_client_that_leaves_cancels_the_upstream_request(start_proxy, scripted
     assert script.closed[0] - left < 3, f"the upstream request was closed {script.closed[0] - left:.1f} s after the client left"
     script.hold = 0.0
     again = _post(proxy, body)
+    assert again.status_code == 200, f"the abandoned request's reservation was not given back: {again.text[:300]}"
+
+
+@pytest.mark.parametrize("case", ["plain", "stream", "pipelined"])
+def test_a_client_that_leaves_before_its_request_is_watched_cancels_it(start_proxy, scripted, case: str) -> None:
+    """A client that sends its request and closes at once is gone while the proxy still resolves
+    its model (one the upstream has just begun to serve: the proxy asks for its model list again,
+    which takes 1 s here), before anything watches the request: that signal was lost, and the
+    upstream ran for nobody until its hold ended, the tokens booked. Pipelined behind it, a second request took the signal meant for the first."""
+    upstream, script = scripted
+    proxy = start_proxy(":0:100", upstream=upstream)
+    script.hold, script.models_delay, listed = 30.0, 1.0, script.listed
+    script.models_body = json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"},
+                                                               {"id": "just-loaded", "object": "model"}]}).encode()
+    body = json.dumps({"model": "just-loaded", "messages": HELLO, "max_tokens": 80, "stream": case == "stream"}).encode()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
+               b"authorization: Bearer " + proxy.key.encode() + b"\r\ncontent-length: "
+               + str(len(body)).encode() + b"\r\n\r\n" + body)  # books 83 of 100
+    address = urlsplit(proxy.url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as client:
+        client.sendall(request * (2 if case == "pipelined" else 1))
+        asked = time.monotonic()
+        while script.listed == listed and time.monotonic() - asked < 10:  # the body is read: it resolves the model
+            time.sleep(0.01)
+    left = time.monotonic()
+    assert script.listed > listed, "the proxy did not resolve the model with the upstream: the case was not tried"
+    time.sleep(3)  # a request the proxy was going to send has reached the upstream by now
+    while script.requests and not script.closed and time.monotonic() - left < 10:
+        time.sleep(0.05)
+    assert not script.requests or script.closed, "the upstream request was still open 10 s after its client had left"
+    script.hold = script.models_delay = 0.0
+    again = _post(proxy, {"model": MODEL, "messages": HELLO, "max_tokens": 80})
     assert again.status_code == 200, f"the abandoned request's reservation was not given back: {again.text[:300]}"
 
 

@@ -30,12 +30,19 @@ DEPARTURE = "swarm_proxy.departure"  # the scope's key for a request's Departure
 
 class Departure:
     """A request's "the client left" signal, fired by the connection (server.py) when it is lost
-    before the request's answer is complete; callbacks run at once, in the loop's thread."""
+    before the request's answer is complete; callbacks run at once, in the loop's thread. It stays
+    fired: a client can leave while its request waits on Redis or the upstream's model list, before
+    anything watches, and a watch that starts after that must still see it."""
 
     def __init__(self) -> None:
         self._callbacks: list[Callable[[], None]] = []
+        self.fired = False
 
     def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the client leaves; at once if it has left already."""
+        if self.fired:
+            callback()
+            return
         self._callbacks.append(callback)
 
     def unsubscribe(self, callback: Callable[[], None]) -> None:
@@ -43,6 +50,9 @@ class Departure:
             self._callbacks.remove(callback)
 
     def fire(self) -> None:
+        if self.fired:
+            return
+        self.fired = True
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()

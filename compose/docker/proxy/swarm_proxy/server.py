@@ -75,6 +75,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._message_complete = False
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._running: Any = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescedTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -82,12 +83,19 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
-        cycle = self.cycle
+        # Every request of the connection whose answer is not complete: the one running (with
+        # pipelining, `self.cycle` is the newest request, queued behind it), and those queued.
+        cycles = [self._running, self.cycle, *(cycle for cycle, _ in self.pipeline)]
         super().connection_lost(exc)
-        if cycle is not None and not cycle.response_complete:
-            departure = cycle.scope.get(DEPARTURE)
-            if isinstance(departure, Departure):
-                departure.fire()
+        for cycle in cycles:
+            if cycle is not None and not cycle.response_complete:
+                departure = cycle.scope.get(DEPARTURE)
+                if isinstance(departure, Departure):
+                    departure.fire()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._running = cycle  # the request being answered (pipelined ones wait in self.pipeline)
+        super()._start_asgi_task(cycle, app)
 
     def data_received(self, data: bytes) -> None:
         self.transport.flush()  # what was answered goes before what these bytes may cause
