@@ -42,6 +42,7 @@ class Scripted:
         self.raw_stream: tuple[bytes, int | None] | None = None  # (bytes, Content-Length) of a stream
         self.models_body: bytes | None = None  # what GET /models answers instead of a model list
         self.models_delay = 0.0  # seconds before GET /models answers (the proxy resolving a model waits)
+        self.models_answered: list[float] = []  # time.monotonic() when each GET /models answered
         self.error_cut = False  # answer POSTs with a 500 whose body breaks off after a few bytes
         self.targets: list[str] = []  # each request line's target (absolute when sent to it as a forward proxy)
         self._lock = threading.Lock()
@@ -100,8 +101,9 @@ def scripted() -> Iterator[tuple[str, Scripted]]:
             time.sleep(script.models_delay)
             if script.models_body is not None:
                 self._send(200, script.models_body)
-                return
-            self._send(200, json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())
+            else:
+                self._send(200, json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())
+            script.models_answered.append(time.monotonic())
 
         def do_POST(self) -> None:  # noqa: N802
             script.targets.append(self.path)

@@ -49,12 +49,13 @@ def test_a_client_that_leaves_cancels_the_upstream_request(start_proxy, scripted
 @pytest.mark.parametrize("case", ["plain", "stream", "pipelined"])
 def test_a_client_that_leaves_before_its_request_is_watched_cancels_it(start_proxy, scripted, case: str) -> None:
     """A client that sends its request and closes at once is gone while the proxy still resolves
-    its model (one the upstream has just begun to serve: the proxy asks for its model list again,
-    which takes 1 s here), before anything watches the request: that signal was lost, and the
-    upstream ran for nobody until its hold ended, the tokens booked. Pipelined behind it, a second request took the signal meant for the first."""
+    its model (a model the proxy has not seen served: it asks the upstream for its model list,
+    which takes 3 s here), before anything watches the request: that signal was lost, and the
+    upstream ran for nobody until its hold ended, the tokens booked. Pipelined behind it, a second
+    request took the signal meant for the first."""
     upstream, script = scripted
     proxy = start_proxy(":0:100", upstream=upstream)
-    script.hold, script.models_delay, listed = 30.0, 1.0, script.listed
+    script.hold, script.models_delay, listed = 30.0, 3.0, script.listed
     script.models_body = json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"},
                                                                {"id": "just-loaded", "object": "model"}]}).encode()
     body = json.dumps({"model": "just-loaded", "messages": HELLO, "max_tokens": 80, "stream": case == "stream"}).encode()
@@ -69,10 +70,11 @@ def test_a_client_that_leaves_before_its_request_is_watched_cancels_it(start_pro
             time.sleep(0.01)
     left = time.monotonic()
     assert script.listed > listed, "the proxy did not resolve the model with the upstream: the case was not tried"
-    time.sleep(3)  # a request the proxy was going to send has reached the upstream by now
+    time.sleep(4)  # a request the proxy was going to send has reached the upstream by now
     while script.requests and not script.closed and time.monotonic() - left < 10:
         time.sleep(0.05)
     assert not script.requests or script.closed, "the upstream request was still open 10 s after its client had left"
+    assert script.models_answered and left < script.models_answered[-1], "the client left after the model was resolved"
     script.hold = script.models_delay = 0.0
     again = _post(proxy, {"model": MODEL, "messages": HELLO, "max_tokens": 80})
     assert again.status_code == 200, f"the abandoned request's reservation was not given back: {again.text[:300]}"
