@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.live_parts import MODEL, Proxy
+from tests.live_parts import MODEL, Proxy, rss_peak_kib
 from tests.proxy.scripted import HELLO, openai_error
 
 
@@ -170,3 +170,31 @@ def test_the_environments_egress_proxy_carries_upstream_calls_unless_no_proxy_ex
     response = _post(exempt, {"model": MODEL, "messages": HELLO})
     assert response.status_code == 502 and openai_error(response.content)["code"] == "upstream_unreachable", response.text[:300]
     assert len(script.targets) == sent, "a host NO_PROXY names was still sent through the egress proxy"
+
+
+def test_a_client_that_reads_slowly_holds_the_upstream_back_not_the_proxys_memory(start_proxy, scripted) -> None:
+    """A stream is relayed as fast as its client reads. One that reads nothing for a while must
+    leave the upstream's bytes in TCP's buffers (the proxy stops reading it), not in the proxy:
+    48 MiB sent at once by the upstream, read by nobody for 3 s, then read to the end."""
+    upstream, script = scripted
+    event = b'data: {"choices": [{"index": 0, "delta": {"content": "' + b"x" * 4000 + b'"}}]}\n\n'
+    count = 48 * 1024 * 1024 // len(event)
+    script.raw_stream = (event * count, None)  # sent in one write, ended by closing the connection
+    proxy = start_proxy(upstream=upstream)
+    assert httpx.get(proxy.url + "/health", timeout=10).status_code == 200
+    before = rss_peak_kib(proxy)
+    body = json.dumps({"model": MODEL, "messages": HELLO, "stream": True}).encode()
+    host, port = proxy.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s" % (proxy.key.encode(), len(body), body))
+        time.sleep(3)  # reads nothing while the upstream has sent everything it will
+        held_mib = (rss_peak_kib(proxy) - before) / 1024
+        received = 0
+        while chunk := sock.recv(1 << 20):
+            received += len(chunk)
+            if chunk.endswith(b"0\r\n\r\n"):
+                break
+    assert held_mib < 24, f"the proxy's peak RSS grew by {held_mib:.0f} MiB while its client read nothing"
+    assert received > count * len(event), f"the stream arrived incomplete: {received} bytes of {count * len(event)}"

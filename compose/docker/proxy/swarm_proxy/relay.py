@@ -30,7 +30,7 @@ from swarm_proxy.errors import ProxyError, relayed_error
 from swarm_proxy.intake import Body, parse_body, read_body
 from swarm_proxy.ratelimit import RateLimiter, Reservation, Verdict
 from swarm_proxy.telemetry import CANCELLED, LATENCY, RATE_LIMITED, REQUESTS, TOKENS, LangfuseTracer, bounded, event
-from swarm_proxy.upstream import TRANSPORT_ERRORS, Reply, Upstreams, as_proxy_error, unread
+from swarm_proxy.upstream import TRANSPORT_ERRORS, Reply, Upstreams, as_proxy_error
 
 
 def refused(verdict: Verdict, endpoint: str, key_id: str, model: str | None = None) -> ProxyError:
@@ -225,7 +225,7 @@ class Relay:
             completed, tokens = False, 0
             frames = EventStream(keep_usage_chunk=body.usage_asked)
             try:
-                async for chunk in upstream.content.iter_any():
+                async for chunk in upstream.chunks():
                     if relayed := frames.feed(chunk):
                         yield relayed
                 if rest := frames.rest():
@@ -238,7 +238,7 @@ class Relay:
                 # Bytes were sent already: the status cannot change, so the error goes in the stream,
                 # after the last whole event (a partial one is never relayed), those that arrived
                 # together with the break included.
-                if relayed := frames.feed(unread(upstream)):
+                if relayed := frames.feed(upstream.unread()):
                     yield relayed
                 yield _stream_error(type(error).__name__)
             finally:
