@@ -6,7 +6,12 @@
    the same requests, alternating direct and through the proxy (ABAB, so drift hits both):
    non-streaming p50/p99 and what the proxy adds; streaming TTFT (first chunk with content)
    and inter-chunk gaps. A proxy that buffered would raise TTFT and shrink the gaps.
-2. Capacity: requests per second one proxy worker (one uvicorn process) sustains against an
+2. TTFT against an upstream whose first chunk comes after exactly 20 ms (benchmarks/fast_upstream.py):
+   the engine's own jitter (several ms between requests) hides a difference of 1 ms in the first
+   part, so here the proxy's share is measured alone; with a client on a raw socket (the request
+   in one send, the clock stopped at the first event's bytes), as the median of paired
+   differences with a bootstrap 95 % interval.
+3. Capacity: requests per second one proxy worker (one uvicorn process) sustains against an
    upstream that answers at once (benchmarks/fast_upstream.py), compared with the same client
    (wrk, `apt-get install wrk`) against that upstream directly (the client's own ceiling),
    alternating three times, at fixed concurrency, for a bounded time; with the proxy's CPU per
@@ -20,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -92,6 +98,69 @@ async def streaming(client: httpx.AsyncClient, base: str, model: str, max_tokens
     return ttft or 0.0, gaps
 
 
+def paired(direct: list[float], proxied: list[float]) -> tuple[float, float, float]:
+    """The median of the paired differences (proxy minus direct, each pair taken back to back) and
+    its bootstrap 95 % interval (1,000 resamples, seeded): what a difference of medians hides."""
+    differences = [p - d for d, p in zip(direct, proxied)]
+    draw = random.Random(1)
+    resampled = sorted(statistics.median(draw.choices(differences, k=len(differences))) for _ in range(1000))
+    return statistics.median(differences), resampled[24], resampled[974]
+
+
+class RawStreams:
+    """Streams over one kept-alive socket per port, the request in one send: the clock runs from
+    that send to the first event's bytes, with no client library's work inside it."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[int, socket.socket] = {}
+
+    def ttft(self, port: int, body: bytes) -> float:
+        sock = self._sockets.get(port)
+        if sock is None:
+            sock = self._sockets[port] = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {KEY}\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        received, first = b"", None
+        started = time.perf_counter()
+        sock.sendall(request)
+        while not received.endswith(b"0\r\n\r\n"):  # the chunked body's end
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise SystemExit(f"benchmark: 127.0.0.1:{port} closed the stream: {received[:200]!r}")
+            received += chunk
+            if first is None and b"data:" in received:
+                first = time.perf_counter()
+        if not received.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"benchmark: 127.0.0.1:{port} answered {received[:200]!r}")
+        return (first or started) - started
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+
+
+def exact_ttft(exact_port: int, proxied_port: int, streams: int) -> None:
+    body = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "Say hi."}], "stream": True}).encode()
+    client = RawStreams()
+    try:
+        for _ in range(10):  # warm-up: connections, the proxy's model list
+            client.ttft(exact_port, body), client.ttft(proxied_port, body)
+        direct, proxied = [], []
+        for _ in range(streams):
+            direct.append(client.ttft(exact_port, body))
+            proxied.append(client.ttft(proxied_port, body))
+    finally:
+        client.close()
+    added, low, high = (value * 1e3 for value in paired(direct, proxied))
+    print(f"\nTTFT against an upstream whose first chunk comes after exactly 20 ms, {streams} streams per path, "
+          f"alternating, raw-socket client; milliseconds")
+    print(f"{'':<34}{'direct':>10}{'proxy':>10}{'added':>10}")
+    print(f"{'TTFT p50':<34}{statistics.median(direct) * 1e3:>10.2f}{statistics.median(proxied) * 1e3:>10.2f}"
+          f"{(statistics.median(proxied) - statistics.median(direct)) * 1e3:>+10.2f}")
+    print(f"{'TTFT added, paired median':<34}{'':>20}{added:>+10.2f}  (95 % interval {low:+.2f} to {high:+.2f})")
+
+
 async def latency(direct: str, proxied: str, requests: int) -> None:
     headers = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(headers=headers, timeout=120) as client:
@@ -103,15 +172,17 @@ async def latency(direct: str, proxied: str, requests: int) -> None:
             plain["direct"].append(await non_streaming(client, direct, MODEL))
             plain["proxy"].append(await non_streaming(client, proxied, MODEL))
         ttft: dict[str, list[float]] = {"direct": [], "proxy": []}
-        gaps: dict[str, list[float]] = {"direct": [], "proxy": []}
-        for _ in range(max(10, requests // 4)):
+        for _ in range(max(10, requests // 2)):  # short streams: the first token is what is measured
             for name, base in (("direct", direct), ("proxy", proxied)):
-                first, between = await streaming(client, base, MODEL, 24)
-                ttft[name].append(first)
-                gaps[name].extend(between)
+                ttft[name].append((await streaming(client, base, MODEL, 2))[0])
+        gaps: dict[str, list[float]] = {"direct": [], "proxy": []}
+        gap_streams = max(10, requests // 4)
+        for _ in range(gap_streams):
+            for name, base in (("direct", direct), ("proxy", proxied)):
+                gaps[name].extend((await streaming(client, base, MODEL, 24))[1])
     ms = 1e3
-    print(f"\nLatency against vLLM (SmolLM2-135M, CPU), {requests} non-streaming and "
-          f"{len(ttft['direct'])} streaming requests per path, alternating; milliseconds")
+    print(f"\nLatency against vLLM (SmolLM2-135M, CPU), {requests} non-streaming, {len(ttft['direct'])} streams of "
+          f"2 tokens (TTFT) and {gap_streams} of 24 (gaps) per path, alternating; milliseconds")
     print(f"{'':<34}{'direct':>10}{'proxy':>10}{'added':>10}")
     for label, values, q in (("non-streaming p50", plain, 50), ("non-streaming p99", plain, 99),
                              ("streaming TTFT p50", ttft, 50), ("streaming TTFT p99", ttft, 99),
@@ -121,6 +192,8 @@ async def latency(direct: str, proxied: str, requests: int) -> None:
     print(f"{'inter-chunk gap mean':<34}{statistics.mean(gaps['direct']) * ms:>10.2f}"
           f"{statistics.mean(gaps['proxy']) * ms:>10.2f}"
           f"{(statistics.mean(gaps['proxy']) - statistics.mean(gaps['direct'])) * ms:>+10.2f}")
+    added, low, high = (value * ms for value in paired(ttft["direct"], ttft["proxy"]))
+    print(f"{'TTFT added, paired median':<34}{'':>20}{added:>+10.2f}  (95 % interval {low:+.2f} to {high:+.2f})")
 
 
 WRK_SCRIPT = """wrk.method = "POST"
@@ -194,7 +267,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each capacity measurement")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="alternations of direct and proxy per capacity figure")
-    parser.add_argument("--capacity-only", action="store_true", help="skip the latency part (no CPU engine started)")
+    parser.add_argument("--streams", type=int, default=300, help="streams per path against the exact upstream")
+    parser.add_argument("--capacity-only", action="store_true", help="skip the part against the CPU engine (none started)")
     args = parser.parse_args()
     if WRK is None:
         raise SystemExit("benchmark: the capacity part needs wrk (apt-get install wrk): a Python client is slower "
@@ -207,6 +281,14 @@ def main() -> None:
             proxy, proxied = start_proxy(direct)
             processes.append(proxy)
             asyncio.run(latency(direct, proxied, args.requests))
+
+        exact_port = free_port()
+        processes.append(subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fast_upstream.py"), str(exact_port),
+                                           "16", "20", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_http(f"http://127.0.0.1:{exact_port}/v1/models", 30)
+        exact_proxy, exact_proxied = start_proxy(f"http://127.0.0.1:{exact_port}/v1")
+        processes.append(exact_proxy)
+        exact_ttft(exact_port, int(exact_proxied.rsplit(":", 1)[1].split("/")[0]), args.streams)
 
         fast_port = free_port()
         processes.append(subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fast_upstream.py"), str(fast_port)]))

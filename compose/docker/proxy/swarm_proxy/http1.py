@@ -9,7 +9,7 @@ what the proxy added to a stream's time to first token. aiohttp stays for what t
 TLS (OpenAI), an egress proxy from the environment, and the model lists (upstream.py chooses).
 
 What it does, and nothing else: one pool per upstream of idle connections, the most recently
-used first, one idle longer than `keepalive_s` closed (below the 5 s after which uvicorn closes its
+used first, one idle longer than `keepalive_s` since its last answer ended closed (below the 5 s after which uvicorn closes its
 side, so that a request is not sent on a connection being closed); Content-Length, chunked, and
 bodies that end with the connection; a deadline on every wait for the upstream (`read_timeout`,
 as aiohttp's sock_read); reading paused while more than HIGH_WATER bytes wait for a slow client,
@@ -71,6 +71,10 @@ class _Connection(asyncio.Protocol):
             reply.fail(ConnectionBroken(f"the upstream's answer is not HTTP/1.1 ({error})"))
             self.close()
 
+    def eof_received(self) -> bool | None:
+        self.closed = True  # the upstream is closing it: not to be reused (connection_lost comes later)
+        return None
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.reply is not None:
@@ -82,6 +86,10 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     # httptools' callbacks, for the reply in progress
+    def on_message_begin(self) -> None:
+        if self.reply is not None:
+            self.reply.begin()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.reply is not None:
             self.reply.header(name, value)
@@ -121,14 +129,18 @@ class Reply:
         self._closed = False
 
     # fed by the connection
+    def begin(self) -> None:
+        if self._complete:  # bytes past the answer's end: a next answer nobody asked for
+            self._keep_alive = False
+
     def header(self, name: bytes, value: bytes) -> None:
         if self._complete:  # bytes past the answer's end: a next answer nobody asked for
             self._keep_alive = False
             return
         key = name.decode("latin-1").lower()
-        if key in ("content-length", "transfer-encoding"):
-            self._until_close = False
         text = value.decode("latin-1")
+        if key == "content-length" or (key == "transfer-encoding" and text.rstrip().lower().endswith("chunked")):
+            self._until_close = False
         self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
 
     def head_done(self, status: int) -> None:
@@ -157,6 +169,7 @@ class Reply:
         if self.status < 200 or self._complete:
             return
         self._complete, self._keep_alive = True, keep_alive
+        self._connection.idle_since = time.monotonic()  # the upstream's keep-alive clock starts now
         self._wake()
 
     def fail(self, error: BaseException) -> None:
@@ -170,7 +183,7 @@ class Reply:
     def lost(self, exc: Exception | None) -> None:
         if self._complete:
             return
-        if self._head.done() and self._until_close and self._error is None:
+        if exc is None and self._head.done() and self._until_close and self._error is None:
             self._complete = True  # the body was everything until the connection closed
             self._wake()
             return
@@ -278,7 +291,6 @@ class Pool:
 
     def put(self, connection: _Connection) -> None:
         now = time.monotonic()
-        connection.idle_since = now
         idle = self._idle
         while idle and (idle[0].closed or now - idle[0].idle_since >= self.keepalive_s):
             idle.pop(0).close()  # the least recently used: past its keep-alive, or closed by the upstream
@@ -288,7 +300,8 @@ class Pool:
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
-            if not connection.closed and now - connection.idle_since < self.keepalive_s:
+            if (not connection.closed and connection.transport is not None and not connection.transport.is_closing()
+                    and now - connection.idle_since < self.keepalive_s):
                 return connection
             connection.close()
         return None

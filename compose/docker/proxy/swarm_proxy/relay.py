@@ -260,7 +260,8 @@ class Relay:
 
         head = {"content-type": upstream.headers.get("content-type", "text/event-stream"), **headers,
                 "cache-control": "no-cache", "x-accel-buffering": "no"}
-        return RelayedStream(events(), [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in head.items()], watch)
+        return RelayedStream(events(), [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in head.items()], watch,
+                             upstream.close)
 
 
 class RelayedStream:
@@ -269,8 +270,9 @@ class RelayedStream:
     tokens and logs). Starlette's StreamingResponse ran a task group and a second disconnect
     listener per stream for the same."""
 
-    def __init__(self, pieces: AsyncIterator[bytes], headers: list[tuple[bytes, bytes]], watch: Watch) -> None:
-        self._pieces, self._headers, self._watch = pieces, headers, watch
+    def __init__(self, pieces: AsyncIterator[bytes], headers: list[tuple[bytes, bytes]], watch: Watch,
+                 release: Callable[[], None]) -> None:
+        self._pieces, self._headers, self._watch, self._release = pieces, headers, watch, release
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -284,4 +286,5 @@ class RelayedStream:
                 raise
         finally:
             await self._pieces.aclose()  # type: ignore[attr-defined]
+            self._release()  # the upstream's reply, when the pieces never started (their own `finally` closes it)
             await self._watch.stop()

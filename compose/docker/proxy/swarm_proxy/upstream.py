@@ -1,7 +1,7 @@
 """Upstreams: routing by model name, the models they serve, and sending with retries.
 
 The upstream call is most of what a request costs the proxy. A plain-HTTP upstream reached
-without an egress proxy (vLLM, Ray, anything on the swarm's network) is sent to through http1.py,
+without an egress proxy or credentials in its URL (vLLM, Ray, anything on the swarm's network) is sent to through http1.py,
 a kept-alive connection per request and the request in one send; one over TLS or through an egress
 proxy (OpenAI), and every model list, through aiohttp. httpx had cost about 2.5 ms of CPU a
 request (its pool and anyio layers), aiohttp 0.22-0.26 ms, http1.py 0.07 ms. The rest of the proxy
@@ -98,7 +98,7 @@ class Upstreams:
         self._pools: dict[str, http1.Pool] = {}
         for upstream in self.distinct():
             url = URL(settings.base_url(upstream))
-            if url.scheme == "http" and url.host and not self._egress[upstream]:
+            if url.scheme == "http" and url.host and not url.user and not self._egress[upstream]:
                 self._pools[upstream] = http1.Pool(url.host, url.port or 80, settings.connect_timeout,
                                                    settings.upstream_timeout, KEEPALIVE_S)
         self._models: dict[str, tuple[float, list[dict[str, Any]]]] = {}
