@@ -34,7 +34,7 @@ PROMISES: dict[str, list[str]] = {
                 "prometheus_client", "promql_parser"],
     "load": ["aiohttp", "numpy", "tqdm", "prometheus_client", "swarm_checks.load", "swarm_checks.load.__main__",
              "swarm_checks.load_recording"],
-    "proxy": ["fastapi", "uvicorn", "uvloop", "httptools", "aiohttp", "redis", "limits", "prometheus_client",
+    "proxy": ["fastapi", "uvicorn", "uvloop", "httptools", "aiohttp", "redis", "prometheus_client",
               "schemathesis", "swarm_proxy.app", "swarm_proxy.gateway"],
     "k8s": ["helm_python", "kubernetes_validate", "promql_parser", "swarm_checks.static"],
     "compose": ["swarm_checks.compose_cli"],

@@ -1,4 +1,11 @@
-"""Token windows that can be reserved in and settled: the TPM half of the rate limits.
+"""The windows behind the rate limits: a request count per key, and token windows that can be
+reserved in and settled.
+
+Admission (`admit`) counts the request in its key's request window and reads the token window
+in one step: one Redis round trip (a Lua script) where `limits` took three (its hit, then the
+count and the TTL, one after the other) besides the token window's, each 0.3-0.9 ms on the time
+to first token; in-process a dict lookup where `limits` cost 0.2 ms. A refused request is counted
+too (as with `limits`: a client that keeps trying stays refused until the window ends).
 
 A window opens with its first charge and lasts WINDOW seconds (a fixed window, like the request
 windows of `limits`). It carries an id, so that a settlement refunds only the window its
@@ -30,8 +37,18 @@ class Window:
     fitted: bool = True
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A request counted: the count in its request window (itself included), milliseconds until
+    that window ends, and the key's token window."""
+
+    count: int
+    reset_ms: int
+    tokens: Window
+
+
 class Windows(Protocol):
-    async def stats(self, key: str) -> Window: ...
+    async def admit(self, key: str, count: bool, window_ms: int) -> Admission: ...
     async def reserve(self, key: str, tokens: int, limit: int, window_ms: int) -> Window: ...
     async def settle(self, key: str, window_id: str, delta: int, window_ms: int) -> None: ...
 
@@ -41,6 +58,7 @@ class MemoryWindows:
 
     def __init__(self) -> None:
         self._windows: dict[str, tuple[int, float, str]] = {}  # key -> (used, ends at, id)
+        self._requests: dict[str, tuple[int, float]] = {}  # key -> (count, ends at)
 
     def _current(self, key: str) -> tuple[int, float, str] | None:
         window = self._windows.get(key)
@@ -61,8 +79,17 @@ class MemoryWindows:
         self._windows[key] = window = (window[0] + tokens, window[1], window[2])
         return window
 
-    async def stats(self, key: str) -> Window:
-        return self._window(self._current(key))
+    async def admit(self, key: str, count: bool, window_ms: int) -> Admission:
+        now = time.monotonic()
+        requests = self._requests.get(key)
+        if count:
+            if requests is None or requests[1] <= now:
+                requests = (0, now + window_ms / 1e3)
+            self._requests[key] = requests = (requests[0] + 1, requests[1])
+        elif requests is not None and requests[1] <= now:
+            requests = None
+        counted, reset_ms = (requests[0], max(0, round((requests[1] - now) * 1e3))) if requests else (0, 0)
+        return Admission(counted, reset_ms, self._window(self._current(key)))
 
     async def reserve(self, key: str, tokens: int, limit: int, window_ms: int) -> Window:
         window = self._current(key)
@@ -116,12 +143,21 @@ else
 end
 return 0
 """
-STATS = """
-local used = tonumber(redis.call('hget', KEYS[1], 'used') or '0')
-return {used, redis.call('pttl', KEYS[1]), redis.call('hget', KEYS[1], 'id') or ''}
+# KEYS[1] the request window (a counter), KEYS[2] the token window; ARGV: window ms, 1 to count.
+# Answers {count, ms left of the request window, tokens used, ms left of the token window, its id}.
+ADMIT = """
+local count, ttl = 0, 0
+if ARGV[2] == '1' then
+  count = redis.call('incr', KEYS[1])
+  ttl = redis.call('pttl', KEYS[1])
+  if ttl < 0 then
+    redis.call('pexpire', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+  end
+end
+local used = tonumber(redis.call('hget', KEYS[2], 'used') or '0')
+return {count, ttl, used, redis.call('pttl', KEYS[2]), redis.call('hget', KEYS[2], 'id') or ''}
 """
-
-
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -133,15 +169,16 @@ class RedisWindows:
         self._client = redis_asyncio.from_url(redis_url, **client_options())
         self._reserve = self._client.register_script(RESERVE)
         self._settle = self._client.register_script(SETTLE)
-        self._stats = self._client.register_script(STATS)
+        self._admit = self._client.register_script(ADMIT)
 
     @staticmethod
     def _key(key: str) -> str:
         return f"swarm-proxy:tpm:{key}"
 
-    async def stats(self, key: str) -> Window:
-        used, ttl, window_id = await self._stats(keys=[self._key(key)])
-        return Window(int(used), max(0, int(ttl)), _text(window_id))
+    async def admit(self, key: str, count: bool, window_ms: int) -> Admission:
+        counted, reset_ms, used, ttl, window_id = await self._admit(
+            keys=[f"swarm-proxy:rpm:{key}", self._key(key)], args=[window_ms, 1 if count else 0])
+        return Admission(int(counted), max(0, int(reset_ms)), Window(int(used), max(0, int(ttl)), _text(window_id)))
 
     async def reserve(self, key: str, tokens: int, limit: int, window_ms: int) -> Window:
         fitted, used, ttl, window_id = await self._reserve(

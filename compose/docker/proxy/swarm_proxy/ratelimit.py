@@ -1,8 +1,8 @@
 """Per-key limits on requests and tokens per minute, shared by every replica through Redis.
 
-Requests: `limits` (fixed windows; a refused request is counted too, one INCR each), decided
-from the headers before the body is read, together with a first look at the token window
-(refused when it is spent). Tokens (budget.py): once the body is read, `reserve` books an
+Requests: fixed windows (budget.py; a refused request is counted too), decided from the headers
+before the body is read, in the same step as a first look at the token window (refused when it
+is spent). Tokens (budget.py): once the body is read, `reserve` books an
 estimate of the request's cost (accounting.py) and refuses with the token 429 when it does not
 fit, so that parallel requests cannot all spend the same remaining budget; `settle` charges the
 difference to the real usage afterwards (a refund goes back to the reservation's window only).
@@ -14,21 +14,16 @@ once each): a Redis outage degrades the limits to per-replica, it never fails a 
 """
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 from dataclasses import dataclass
+from typing import Any
 
-from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter
-from limits.errors import StorageError
 from redis.exceptions import RedisError
 
 from swarm_proxy.accounting import clamp
-from swarm_proxy.budget import MemoryWindows, RedisWindows, Window, Windows
+from swarm_proxy.budget import Admission, MemoryWindows, RedisWindows, Window, Windows
 from swarm_proxy.config import ClientKey
-from swarm_proxy.redislink import RedisHealth, client_options
+from swarm_proxy.redislink import RedisHealth
 
 
 @dataclass
@@ -51,10 +46,6 @@ class Reservation:
     shared: bool
 
 
-async def _none() -> None:
-    return None
-
-
 WINDOW = 60  # seconds: every limit is per minute
 
 
@@ -70,39 +61,17 @@ def _reset(seconds: float) -> str:
 
 class RateLimiter:
     def __init__(self, redis_url: str) -> None:
-        self._memory = FixedWindowRateLimiter(MemoryStorage())
-        self._redis: FixedWindowRateLimiter | None = None
         self._memory_tokens = MemoryWindows()
         self._redis_tokens: RedisWindows | None = RedisWindows(redis_url) if redis_url else None
-        if redis_url:
-            storage: Storage = RedisStorage("async+" + redis_url, implementation="redispy", wrap_exceptions=True,
-                                            **client_options())
-            self._redis = FixedWindowRateLimiter(storage)
         self._health = RedisHealth("limits", "rate limits fall back to in-process windows: Redis is unreachable",
                                    "rate limits are shared through Redis again")
 
     @property
     def shared(self) -> bool:
-        return self._redis is not None and self._health.usable
+        return self._redis_tokens is not None and self._health.usable
 
-    def _active(self) -> FixedWindowRateLimiter:
-        return self._redis if self._redis is not None and self.shared else self._memory
-
-    async def _call(self, method: str, *args, **kwargs):  # type: ignore[no-untyped-def]
-        limiter = self._active()
-        try:
-            result = await getattr(limiter, method)(*args, **kwargs)
-        except (StorageError, OSError, ConnectionError) as error:
-            if limiter is self._memory:
-                raise
-            self._health.failed(error)
-            return await getattr(self._memory, method)(*args, **kwargs)
-        if limiter is not self._memory:
-            self._health.succeeded()
-        return result
-
-    async def _tokens(self, method: str, *args: object, shared: bool | None = None) -> tuple[Window | None, bool]:
-        """Call the token windows (Redis when `shared`, by default while Redis is up), falling back
+    async def _windows(self, method: str, *args: object, shared: bool | None = None) -> tuple[Any, bool]:
+        """Call the windows (Redis when `shared`, by default while Redis is up), falling back
         to the in-process ones; (the result, whether Redis answered)."""
         use_redis = self._redis_tokens is not None and (self.shared if shared is None else shared)
         if use_redis:
@@ -121,23 +90,17 @@ class RateLimiter:
         """Count the request against the key's RPM window; refuse when RPM or TPM is spent."""
         if not client.rpm and not client.tpm:  # an unlimited key: nothing to count or look at
             return Verdict(True, {})
-        rpm = RateLimitItemPerMinute(client.rpm) if client.rpm else None
         headers: dict[str, str] = {}
         allowed, retry_after, which = True, 0, ""
-        now = time.time()
-        # One round trip for the hit, one (concurrent) for both windows' stats.
-        ok = await self._call("hit", rpm, "rpm", client.key_id) if rpm is not None else True
-        rpm_stats, tokens = await asyncio.gather(
-            self._call("get_window_stats", rpm, "rpm", client.key_id) if rpm is not None else _none(),
-            self._tokens("stats", client.key_id) if client.tpm else _none(),
-        )
-        if rpm_stats is not None:
+        admission: Admission = (await self._windows("admit", client.key_id, bool(client.rpm), WINDOW * 1000))[0]
+        if client.rpm:
             headers |= {"x-ratelimit-limit-requests": str(client.rpm),
-                        "x-ratelimit-remaining-requests": str(max(0, rpm_stats.remaining)),
-                        "x-ratelimit-reset-requests": _reset(rpm_stats.reset_time - now)}
-            if not ok:
-                allowed, retry_after, which = False, _wait(rpm_stats.reset_time - now), "requests"
-        if tokens is not None and (window := tokens[0]) is not None:
+                        "x-ratelimit-remaining-requests": str(max(0, client.rpm - admission.count)),
+                        "x-ratelimit-reset-requests": _reset(admission.reset_ms / 1e3)}
+            if admission.count > client.rpm:
+                allowed, retry_after, which = False, _wait(admission.reset_ms / 1e3), "requests"
+        if client.tpm:
+            window = admission.tokens
             headers |= _token_headers(client, window)
             if allowed and window.used >= client.tpm:
                 allowed, retry_after, which = False, _wait(window.reset_ms / 1e3), "tokens"
@@ -148,7 +111,7 @@ class RateLimiter:
         if not client.tpm:
             return Verdict(True, {})
         tokens = min(clamp(estimate), client.tpm)
-        window, shared = await self._tokens("reserve", client.key_id, tokens, client.tpm, WINDOW * 1000)
+        window, shared = await self._windows("reserve", client.key_id, tokens, client.tpm, WINDOW * 1000)
         if window is None:  # not reached: only a settlement gives up without a store
             return Verdict(True, {})
         headers = _token_headers(client, window)
@@ -163,9 +126,8 @@ class RateLimiter:
         booked = reservation.tokens if reservation is not None else 0
         delta = clamp(tokens) - booked
         if delta:
-            await self._tokens("settle", client.key_id, reservation.window_id if reservation else "", delta,
+            await self._windows("settle", client.key_id, reservation.window_id if reservation else "", delta,
                                WINDOW * 1000, shared=reservation.shared if reservation else None)
-
 
     async def aclose(self) -> None:
         if self._redis_tokens is not None:
