@@ -10,7 +10,9 @@
    the engine's own jitter (several ms between requests) hides a difference of 1 ms in the first
    part, so here the proxy's share is measured alone; with a client on a raw socket (the request
    in one send, the clock stopped at the first event's bytes), as the median of paired
-   differences with a bootstrap 95 % interval.
+   differences with a bootstrap 95 % interval; for a key without limits, one with limits kept
+   in-process, and one with limits in Redis (a container of the image set), whose round trips
+   come before the upstream call.
 3. Capacity: requests per second one proxy worker (one uvicorn process) sustains against an
    upstream that answers at once (benchmarks/fast_upstream.py), compared with the same client
    (wrk, `apt-get install wrk`) against that upstream directly (the client's own ceiling),
@@ -41,7 +43,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.docker_helpers import start_llm, wait_http  # noqa: E402
+from tests.docker_helpers import REDIS_IMAGE, Container, start_llm, wait_http  # noqa: E402
 
 PROXY_DIR = ROOT / "compose" / "docker" / "proxy"
 MODEL = "smollm2-135m"
@@ -55,9 +57,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_proxy(upstream: str) -> tuple[subprocess.Popen[bytes], str]:
+def wait_redis(port: int, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"benchmark: Redis on 127.0.0.1:{port} did not answer PING within {seconds:g} s")
+        time.sleep(0.3)
+
+
+def start_proxy(upstream: str, limits: str = "0:0", redis_url: str = "") -> tuple[subprocess.Popen[bytes], str]:
+    """One proxy worker; by default the key has no limits and there is no Redis (nothing to count)."""
     port = free_port()
-    env = {**os.environ, "PROXY_API_KEYS": f"{KEY}:0:0", "PROXY_ROUTES": f"*={upstream}", "REDIS_URL": ""}
+    env = {**os.environ, "PROXY_API_KEYS": f"{KEY}:{limits}", "PROXY_ROUTES": f"*={upstream}", "REDIS_URL": redis_url}
     process = subprocess.Popen([sys.executable, "-m", "swarm_proxy.server", "--host", "127.0.0.1", "--port", str(port),
                                 "--log-level", "warning"], cwd=PROXY_DIR,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -140,25 +158,27 @@ class RawStreams:
             sock.close()
 
 
-def exact_ttft(exact_port: int, proxied_port: int, streams: int) -> None:
+def exact_ttft(exact_port: int, proxies: list[tuple[str, int]], streams: int) -> None:
+    """Each proxy (label, port) against the exact upstream, its streams alternating with direct ones."""
     body = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "Say hi."}], "stream": True}).encode()
-    client = RawStreams()
-    try:
-        for _ in range(10):  # warm-up: connections, the proxy's model list
-            client.ttft(exact_port, body), client.ttft(proxied_port, body)
-        direct, proxied = [], []
-        for _ in range(streams):
-            direct.append(client.ttft(exact_port, body))
-            proxied.append(client.ttft(proxied_port, body))
-    finally:
-        client.close()
-    added, low, high = (value * 1e3 for value in paired(direct, proxied))
     print(f"\nTTFT against an upstream whose first chunk comes after exactly 20 ms, {streams} streams per path, "
           f"alternating, raw-socket client; milliseconds")
     print(f"{'':<34}{'direct':>10}{'proxy':>10}{'added':>10}")
-    print(f"{'TTFT p50':<34}{statistics.median(direct) * 1e3:>10.2f}{statistics.median(proxied) * 1e3:>10.2f}"
-          f"{(statistics.median(proxied) - statistics.median(direct)) * 1e3:>+10.2f}")
-    print(f"{'TTFT added, paired median':<34}{'':>20}{added:>+10.2f}  (95 % interval {low:+.2f} to {high:+.2f})")
+    client = RawStreams()
+    try:
+        for label, proxied_port in proxies:
+            for _ in range(10):  # warm-up: connections, the proxy's model list
+                client.ttft(exact_port, body), client.ttft(proxied_port, body)
+            direct, proxied = [], []
+            for _ in range(streams):
+                direct.append(client.ttft(exact_port, body))
+                proxied.append(client.ttft(proxied_port, body))
+            added, low, high = (value * 1e3 for value in paired(direct, proxied))
+            print(f"{'TTFT p50, ' + label:<34}{statistics.median(direct) * 1e3:>10.2f}"
+                  f"{statistics.median(proxied) * 1e3:>10.2f}{(statistics.median(proxied) - statistics.median(direct)) * 1e3:>+10.2f}")
+            print(f"{'  added, paired median':<34}{'':>20}{added:>+10.2f}  (95 % interval {low:+.2f} to {high:+.2f})")
+    finally:
+        client.close()
 
 
 async def latency(direct: str, proxied: str, requests: int) -> None:
@@ -286,9 +306,19 @@ def main() -> None:
         processes.append(subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fast_upstream.py"), str(exact_port),
                                            "16", "20", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_http(f"http://127.0.0.1:{exact_port}/v1/models", 30)
-        exact_proxy, exact_proxied = start_proxy(f"http://127.0.0.1:{exact_port}/v1")
-        processes.append(exact_proxy)
-        exact_ttft(exact_port, int(exact_proxied.rsplit(":", 1)[1].split("/")[0]), args.streams)
+        exact = f"http://127.0.0.1:{exact_port}/v1"
+        redis = Container(REDIS_IMAGE, 6379)
+        try:
+            redis_url = f"redis://127.0.0.1:{redis.port}/0"
+            wait_redis(redis.port)
+            variants = [("no limits", start_proxy(exact)),  # below: generous limits, counted and never reached
+                        ("limits in-process", start_proxy(exact, "100000:1000000000")),
+                        ("limits in Redis", start_proxy(exact, "100000:1000000000", redis_url))]
+            processes.extend(process for _, (process, _) in variants)
+            exact_ttft(exact_port, [(label, int(url.rsplit(":", 1)[1].split("/")[0])) for label, (_, url) in variants],
+                       args.streams)
+        finally:
+            redis.remove()
 
         fast_port = free_port()
         processes.append(subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fast_upstream.py"), str(fast_port)]))

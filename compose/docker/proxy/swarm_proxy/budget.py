@@ -2,17 +2,19 @@
 reserved in and settled.
 
 Admission (`admit`) counts the request in its key's request window and reads the token window
-in one step: one Redis round trip (a Lua script) where `limits` took three (its hit, then the
-count and the TTL, one after the other) besides the token window's, each 0.3-0.9 ms on the time
-to first token; in-process a dict lookup where `limits` cost 0.2 ms. A refused request is counted
-too (as with `limits`: a client that keeps trying stays refused until the window ends).
+in one step: one Redis round trip (a Lua script), where the `limits` library (used before) took
+three one after the other (its hit, then the count and the TTL) besides the token window's, each
+0.3-0.9 ms on the time to first token; in-process a dict lookup, where `limits` cost 0.2 ms. A
+refused request is counted too (as with `limits`: a client that keeps trying stays refused until
+the window ends). The counter is `swarm-proxy:rpm:<key id>`, not limits' key: while replicas of
+the old and the new proxy run side by side (a rolling upgrade) each counts apart, for at most
+one window.
 
-A window opens with its first charge and lasts WINDOW seconds (a fixed window, like the request
-windows of `limits`). It carries an id, so that a settlement refunds only the window its
-reservation was made in: a refund into a later window would hand out tokens nobody reserved.
-A reservation that does not fit is not counted at all (checked and added in one step: a Lua
-script in Redis, no await in between in-process), so parallel requests cannot all pass on the
-same remaining budget. `limits` has no such step (its hit adds first and compares after).
+A window opens with its first charge and lasts WINDOW seconds (fixed windows). A token window
+carries an id, so that a settlement refunds only the window its reservation was made in: a
+refund into a later window would hand out tokens nobody reserved. A reservation that does not
+fit is not counted at all (checked and added in one step: a Lua script in Redis, no await in
+between in-process), so parallel requests cannot all pass on the same remaining budget.
 """
 from __future__ import annotations
 
@@ -158,6 +160,8 @@ end
 local used = tonumber(redis.call('hget', KEYS[2], 'used') or '0')
 return {count, ttl, used, redis.call('pttl', KEYS[2]), redis.call('hget', KEYS[2], 'id') or ''}
 """
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -50,8 +50,8 @@ WINDOW = 60  # seconds: every limit is per minute
 
 
 def _wait(seconds: float) -> int:
-    """Whole seconds to wait, 1..WINDOW: Redis reports a window's TTL in whole seconds, read after
-    `now`, so the raw difference can exceed the window by a fraction (and ceil made it 61)."""
+    """Whole seconds to wait, 1..WINDOW: rounded up, never past the window (a window's time left
+    read a moment late once made it 61), never 0."""
     return min(WINDOW, math.ceil(max(1.0, seconds)))
 
 

@@ -1,6 +1,6 @@
 """The proxy's link to Redis: how its clients connect, and whether a component may use Redis now.
 
-Every Redis client of the proxy (the shared limits, the token windows, the cache) is made with
+Every Redis client of the proxy (the shared limits' windows, the cache) is made with
 `client_options()`: short socket timeouts, so that a Redis that vanished costs a request at most
 about a second; redis-py's own Retry (one retry, a few milliseconds of backoff, on connection
 errors, never on timeouts: a timed-out script may have run), so that a pooled connection that
@@ -31,7 +31,7 @@ RETRY_BASE, RETRY_CAP = 0.25, 2.0  # seconds without Redis after a failure: 0.5,
 
 
 def client_options() -> dict[str, Any]:
-    """Keyword arguments for redis.asyncio.from_url (and limits' RedisStorage, which passes them on)."""
+    """Keyword arguments for redis.asyncio.from_url."""
     return {
         "socket_timeout": SOCKET_TIMEOUT,
         "socket_connect_timeout": SOCKET_TIMEOUT,
