@@ -45,6 +45,7 @@ class Scripted:
         self.models_answered: list[float] = []  # time.monotonic() when each GET /models answered
         self.error_cut = False  # answer POSTs with a 500 whose body breaks off after a few bytes
         self.targets: list[str] = []  # each request line's target (absolute when sent to it as a forward proxy)
+        self.received: list[float] = []  # time.monotonic() when each POST's body was read
         self._lock = threading.Lock()
 
     def completion(self) -> dict[str, Any]:
@@ -109,6 +110,7 @@ def scripted() -> Iterator[tuple[str, Scripted]]:
             script.targets.append(self.path)
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
             script.requests.append(request)
+            script.received.append(time.monotonic())
             if script.drop:
                 self.close_connection = True
                 return

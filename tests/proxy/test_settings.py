@@ -53,6 +53,8 @@ def test_the_charts_proxy_settings_are_accepted_by_the_proxy() -> None:
     assert {"PROXY_CACHE_MAX_BYTES", "PROXY_CACHE_MAX_ENTRY_BYTES", "PROXY_MAX_BODY_BYTES"} <= set(env)
     settings = _from_environment(env)  # a value it refuses is a SystemExit naming the variable
     assert settings.max_body_bytes == 4 * 1024 * 1024 and settings.cache_max_bytes == 64 * 1024 * 1024
+    assert settings.early_admission is True
+    assert _from_environment({**env, "PROXY_EARLY_ADMISSION": "false"}).early_admission is False
 
 
 def test_a_float_the_proxy_refuses_names_the_variable() -> None:

@@ -64,7 +64,7 @@ def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.upstreams = Upstreams(settings)
-        app.state.limiter = RateLimiter(settings.redis_url)
+        app.state.limiter = RateLimiter(settings.redis_url, settings.early_admission)
         app.state.cache = ResponseCache(settings.redis_url, settings.cache_ttl, settings.cache_enabled,
                                         settings.cache_max_bytes, settings.cache_max_entry_bytes)
         app.state.readiness = Readiness(settings, app.state.upstreams)

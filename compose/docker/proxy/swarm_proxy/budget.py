@@ -15,6 +15,9 @@ carries an id, so that a settlement refunds only the window its reservation was 
 refund into a later window would hand out tokens nobody reserved. A reservation that does not
 fit is not counted at all (checked and added in one step: a Lua script in Redis, no await in
 between in-process), so parallel requests cannot all pass on the same remaining budget.
+
+`admit_reserve` does both in one step, for a request whose body is read already (an early
+admission, ratelimit.py): the request counted, and, unless that refused it, its tokens booked.
 """
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ class Admission:
 
 class Windows(Protocol):
     async def admit(self, key: str, count: bool, window_ms: int) -> Admission: ...
+    async def admit_reserve(self, key: str, rpm: int, tokens: int, tpm: int,
+                            window_ms: int) -> tuple[Admission, Window | None]: ...
     async def reserve(self, key: str, tokens: int, limit: int, window_ms: int) -> Window: ...
     async def settle(self, key: str, window_id: str, delta: int, window_ms: int) -> None: ...
 
@@ -92,6 +97,17 @@ class MemoryWindows:
             requests = None
         counted, reset_ms = (requests[0], max(0, round((requests[1] - now) * 1e3))) if requests else (0, 0)
         return Admission(counted, reset_ms, self._window(self._current(key)))
+
+    async def admit_reserve(self, key: str, rpm: int, tokens: int, tpm: int,
+                            window_ms: int) -> tuple[Admission, Window | None]:
+        """The admission, and the reservation unless the admission refused (None) or there is no
+        token limit (None); a spent token window is a reservation that did not fit."""
+        admission = await self.admit(key, bool(rpm), window_ms)
+        if (rpm and admission.count > rpm) or not tpm:
+            return admission, None
+        if admission.tokens.used >= tpm:
+            return admission, Window(admission.tokens.used, admission.tokens.reset_ms, admission.tokens.id, False)
+        return admission, await self.reserve(key, tokens, tpm, window_ms)
 
     async def reserve(self, key: str, tokens: int, limit: int, window_ms: int) -> Window:
         window = self._current(key)
@@ -160,6 +176,41 @@ end
 local used = tonumber(redis.call('hget', KEYS[2], 'used') or '0')
 return {count, ttl, used, redis.call('pttl', KEYS[2]), redis.call('hget', KEYS[2], 'id') or ''}
 """
+# ADMIT, then (unless it refused the request) RESERVE, in one step. KEYS as ADMIT's; ARGV: window
+# ms, rpm (0: none), tokens, tpm (0: none), id for a new token window. Answers {outcome (0 admitted
+# and booked, 1 refused by requests, 2 refused by tokens), count, ms left of the request window,
+# tokens used, ms left of the token window, its id}.
+ADMIT_RESERVE = """
+local rpm, tokens, tpm = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local count, ttl = 0, 0
+if rpm > 0 then
+  count = redis.call('incr', KEYS[1])
+  ttl = redis.call('pttl', KEYS[1])
+  if ttl < 0 then
+    redis.call('pexpire', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+  end
+end
+local used = tonumber(redis.call('hget', KEYS[2], 'used') or '0')
+local left = redis.call('pttl', KEYS[2])
+local id = redis.call('hget', KEYS[2], 'id') or ''
+if rpm > 0 and count > rpm then
+  return {1, count, ttl, used, left, id}
+end
+if tpm == 0 then
+  return {0, count, ttl, used, left, id}
+end
+if left > 0 and (used >= tpm or used + tokens > tpm) then
+  return {2, count, ttl, used, left, id}
+end
+if left <= 0 then
+  redis.call('del', KEYS[2])
+  redis.call('hset', KEYS[2], 'used', tokens, 'id', ARGV[5])
+  redis.call('pexpire', KEYS[2], ARGV[1])
+  return {0, count, ttl, tokens, tonumber(ARGV[1]), ARGV[5]}
+end
+return {0, count, ttl, redis.call('hincrby', KEYS[2], 'used', tokens), left, id}
+"""
 
 
 def _text(value: object) -> str:
@@ -174,6 +225,7 @@ class RedisWindows:
         self._reserve = self._client.register_script(RESERVE)
         self._settle = self._client.register_script(SETTLE)
         self._admit = self._client.register_script(ADMIT)
+        self._admit_reserve = self._client.register_script(ADMIT_RESERVE)
 
     @staticmethod
     def _key(key: str) -> str:
@@ -183,6 +235,14 @@ class RedisWindows:
         counted, reset_ms, used, ttl, window_id = await self._admit(
             keys=[f"swarm-proxy:rpm:{key}", self._key(key)], args=[window_ms, 1 if count else 0])
         return Admission(int(counted), max(0, int(reset_ms)), Window(int(used), max(0, int(ttl)), _text(window_id)))
+
+    async def admit_reserve(self, key: str, rpm: int, tokens: int, tpm: int,
+                            window_ms: int) -> tuple[Admission, Window | None]:
+        outcome, counted, reset_ms, used, ttl, window_id = await self._admit_reserve(
+            keys=[f"swarm-proxy:rpm:{key}", self._key(key)], args=[window_ms, rpm, tokens, tpm, uuid.uuid4().hex])
+        tokens_window = Window(int(used), max(0, int(ttl)), _text(window_id), int(outcome) != 2)
+        admission = Admission(int(counted), max(0, int(reset_ms)), tokens_window)
+        return admission, (tokens_window if tpm and int(outcome) != 1 else None)
 
     async def reserve(self, key: str, tokens: int, limit: int, window_ms: int) -> Window:
         fitted, used, ttl, window_id = await self._reserve(

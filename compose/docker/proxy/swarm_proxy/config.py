@@ -10,6 +10,9 @@ PROXY_DEFAULT_TPM     tokens per minute for keys without their own (default 2000
                       answer is charged at most 10000000 tokens, whatever `usage` says. Without
                       usage, an answer is charged the prompt estimate (a stream: plus one token
                       per event).
+PROXY_EARLY_ADMISSION  with REDIS_URL: a key far from its limits is counted once its body is read,
+                      and a stream of it goes upstream while Redis counts and books it, instead
+                      of after (default true; ratelimit.py)
 PROXY_RESERVE_MAX_TOKENS  the answer's share of a reservation when the request has no max_tokens
                       (default 1024; a reservation is never more than the key's whole TPM)
 PROXY_ROUTES          comma list of `pattern=upstream`, fnmatch patterns, first match wins;
@@ -89,6 +92,7 @@ class Settings:
     max_messages: int = 2048
     body_timeout: float = 30.0
     reserve_max_tokens: int = 1024
+    early_admission: bool = True
     retries: int = 2
     upstream_timeout: float = 300.0
     connect_timeout: float = 5.0
@@ -102,6 +106,9 @@ class Settings:
     @property
     def tracing(self) -> bool:
         return bool(self.langfuse_host and self.langfuse_public_key and self.langfuse_secret_key)
+
+
+TRUE = ("1", "true", "yes", "on")
 
 
 def env_int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -158,7 +165,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         openai_api_key=env.get("OPENAI_API_KEY", ""),
         openai_base_url=env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
         redis_url=env.get("REDIS_URL", ""),
-        cache_enabled=env.get("PROXY_CACHE", "true").lower() in ("1", "true", "yes", "on"),
+        cache_enabled=env.get("PROXY_CACHE", "true").lower() in TRUE,
+        early_admission=(env.get("PROXY_EARLY_ADMISSION") or "true").lower() in TRUE,  # empty: the default
         cache_ttl=env_int(env, "PROXY_CACHE_TTL", 300),
         cache_scope=cache_scope,
         cache_max_bytes=cache_max_bytes,

@@ -5,8 +5,10 @@ usage chunk read and dropped where the client did not ask for it: see accounting
 the upstream request when the client goes away. Streams go upstream with
 stream_options.include_usage true, so that they are charged their real usage.
 Tokens are reserved once the body is validated and settled after the answer (ratelimit.py).
-The key and the request limit were decided from the headers before the body is read (the
-gateway, auth.py; intake.py reads the body, bounded). A client that leaves before its answer
+The key was decided from the headers before the body is read (the gateway, auth.py; intake.py
+reads the body, bounded), and so is the request limit, except for a key far from its limits
+under early admission (ratelimit.py): its stream is counted and booked in Redis while it goes
+upstream, and that verdict is waited for before the first byte is relayed. A client that leaves before its answer
 starts cancels the upstream request (abandon.py). Every answer is logged, one line each.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from swarm_proxy.accounting import (EventStream, cacheable_answer, charged, clam
                                     reservation_estimate, usage_of)
 from swarm_proxy.cache import ResponseCache, cache_key, cacheable
 from swarm_proxy.config import ClientKey, Settings
+from swarm_proxy.early import EarlyStart
 from swarm_proxy.errors import ProxyError, relayed_error
 from swarm_proxy.intake import Body, parse_body, read_body
 from swarm_proxy.ratelimit import RateLimiter, Reservation, Verdict
@@ -91,7 +94,8 @@ class Relay:
         ProxyError. `watch` notices the client leaving once the body is read (the caller stops it)."""
         settings, limiter, upstreams = self.settings, self.limiter, self.upstreams
         started, clock = time.time(), time.perf_counter()
-        verdict = await limiter.admit(client)
+        early = limiter.admits_early(client)  # counted (and booked) once the body is read
+        verdict = Verdict(True, {}) if early else await limiter.admit(client)
         endpoint = f"/v1/{path}"
         if not verdict.allowed:
             raise refused(verdict, endpoint, client.key_id)
@@ -137,7 +141,15 @@ class Relay:
                 raise refused(Verdict(False, headers, booked.retry_after, booked.limit), endpoint, client.key_id, model)
             return booked.reservation
 
+        def take(booked: Verdict) -> Reservation | None:
+            headers.update(booked.headers)
+            if not booked.allowed:
+                raise refused(Verdict(False, headers, booked.retry_after, booked.limit), endpoint, client.key_id, model)
+            return booked.reservation
+
         if not body.streams:
+            if early:  # admitted now: an answer that is not streamed is not measured to the millisecond
+                take(await limiter.admit(client))
             cache = self.cache
             scope = client.key_id if settings.cache_scope == "key" else "shared"
             key = cache_key(path, body, scope) if cacheable(body) and cache.active else None
@@ -193,14 +205,33 @@ class Relay:
             return Response(content, status_code=upstream.status,
                             media_type=upstream.headers.get("content-type", "application/json"), headers=headers)
 
-        reservation = await reserve()
-        handed_over = False
+        early_start: EarlyStart | None = None  # the upstream call and Redis's verdict, together
+        reservation, refusal = None, None
+        if not early:
+            reservation = await reserve()
+        else:
+            estimate = reservation_estimate(body, settings.reserve_max_tokens, prompt())
+            if not limiter.books_early(client, estimate):  # near a limit: counted and booked first, one round trip
+                reservation = take(await limiter.admit_and_reserve(client, estimate))
+            else:
+                early_start = EarlyStart(lambda: upstreams.open(route, path, _with_usage(parsed)),
+                                         lambda: limiter.book_early(client, estimate))
+        handed_over, left = False, False
         try:
             try:  # the watch goes on through the stream: a client leaving ends the relay loop
-                upstream = await unless_abandoned(watch, lambda: upstreams.open(route, path, _with_usage(parsed)))
+                if early_start is None:
+                    upstream = await unless_abandoned(watch, lambda: upstreams.open(route, path, _with_usage(parsed)))
+                else:
+                    opened = await unless_abandoned(watch, early_start.reply)
+                    booked = early_start.verdict
+                    assert booked is not None  # reply() returns once the verdict is in
+                    if opened is None:  # Redis refused (other replicas spent the window): the call was cancelled
+                        refusal = booked
+                    else:
+                        upstream, reservation = opened, take(booked)
             except ClientGone:
-                return abandoned(reserved=reservation is not None)  # `finally` settles it at 0
-            if upstream.status != 200:
+                left = True
+            if not left and refusal is None and upstream.status != 200:
                 try:
                     content = await upstream.read()
                 except TRANSPORT_ERRORS as error:  # the error's body broke off: a 502, not a 500
@@ -212,16 +243,25 @@ class Relay:
                 REQUESTS.labels(endpoint, str(upstream.status)).inc()
                 return Response(content, status_code=upstream.status,
                                 media_type=upstream.headers.get("content-type", "application/json"), headers=headers)
-            handed_over = True
+            handed_over = not left and refusal is None
         except ProxyError as error:
             REQUESTS.labels(endpoint, str(error.status)).inc()
             raise
         finally:
             if not handed_over:
                 await watch.stop()
+                if early_start is not None:  # the call cancelled (or its reply closed), the verdict waited for
+                    reservation = (await early_start.abandon()).reservation
                 await settle_shielded(limiter, client, reservation, 0)
+        if left:
+            return abandoned(reserved=reservation is not None)  # settled at 0 above
+        if refusal is not None:
+            take(refusal)  # raises its 429
+
+        started_events: list[bool] = []
 
         async def events() -> AsyncIterator[bytes]:
+            started_events.append(True)
             completed, tokens = False, 0
             frames = EventStream(keep_usage_chunk=body.usage_asked)
             try:
@@ -260,8 +300,15 @@ class Relay:
 
         head = {"content-type": upstream.headers.get("content-type", "text/event-stream"), **headers,
                 "cache-control": "no-cache", "x-accel-buffering": "no"}
+        async def unstarted() -> None:
+            """The client left before the first piece was asked for: the events' own `finally`
+            never runs, so the upstream's reply is closed and the reservation settled here."""
+            if not started_events:
+                upstream.close()
+                await settle_shielded(limiter, client, reservation, 0)
+
         return RelayedStream(events(), [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in head.items()], watch,
-                             upstream.close)
+                             unstarted)
 
 
 class RelayedStream:
@@ -271,7 +318,7 @@ class RelayedStream:
     listener per stream for the same."""
 
     def __init__(self, pieces: AsyncIterator[bytes], headers: list[tuple[bytes, bytes]], watch: Watch,
-                 release: Callable[[], None]) -> None:
+                 release: Callable[[], Awaitable[None]]) -> None:
         self._pieces, self._headers, self._watch, self._release = pieces, headers, watch, release
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
@@ -286,5 +333,5 @@ class RelayedStream:
                 raise
         finally:
             await self._pieces.aclose()  # type: ignore[attr-defined]
-            self._release()  # the upstream's reply, when the pieces never started (their own `finally` closes it)
-            await self._watch.stop()
+            await self._watch.stop()  # before the release's settlement: a client leaving must not cancel it
+            await self._release()  # when the pieces never started (their own `finally` cleans up otherwise)

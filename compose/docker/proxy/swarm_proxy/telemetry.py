@@ -27,6 +27,8 @@ UPSTREAM_ERRORS = Counter("proxy_upstream_errors_total", "Upstream failures", ["
 UPSTREAM_RETRIES = Counter("proxy_upstream_retries_total", "Upstream connection retries")
 CANCELLED = Counter("proxy_upstream_cancelled_total", "Streams cancelled because the client disconnected")
 TOKENS = Counter("proxy_tokens_total", "Tokens charged to client keys")
+EARLY_ADMISSIONS = Counter("proxy_early_admissions_total", "Streams sent upstream while Redis counted and booked them "
+                           "(refused: Redis refused, the upstream request was cancelled)", ["outcome"])
 REDIS_DEGRADED = Gauge("proxy_redis_degraded", "1 while Redis is unreachable for a component (limits: in-process; cache: bypassed)",
                        ["component"])
 
