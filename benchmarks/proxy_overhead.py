@@ -5,14 +5,17 @@
 1. Latency against the real CPU engine (vLLM CPU, SmolLM2-135M, a container of the image set):
    the same requests, alternating direct and through the proxy (ABAB, so drift hits both):
    non-streaming p50/p99 and what the proxy adds; streaming TTFT (first chunk with content)
-   and inter-chunk gaps. A proxy that buffered would raise TTFT and shrink the gaps.
+   and inter-chunk gaps. A proxy that buffered would raise TTFT and shrink the gaps. Then TTFT
+   with the raw-socket client below, paired, for a key without limits and one with limits in
+   Redis, as the Compose file deploys the proxy (limits counted, set too high to be reached).
 2. TTFT against an upstream whose first chunk comes after exactly 20 ms (benchmarks/fast_upstream.py):
    the engine's own jitter (several ms between requests) hides a difference of 1 ms in the first
    part, so here the proxy's share is measured alone; with a client on a raw socket (the request
    in one send, the clock stopped at the first event's bytes), as the median of paired
    differences with a bootstrap 95 % interval; for a key without limits, one with limits kept
-   in-process, and one with limits in Redis (a container of the image set), whose round trips
-   come before the upstream call.
+   in-process, and one with limits in Redis (a container of the image set, reached on Docker's
+   bridge as the proxy reaches it in Compose), whose round trip overlaps the upstream call
+   (early admission, swarm_proxy/ratelimit.py).
 3. Capacity: requests per second one proxy worker (one uvicorn process) sustains against an
    upstream that answers at once (benchmarks/fast_upstream.py), compared with the same client
    (wrk, `apt-get install wrk`) against that upstream directly (the client's own ceiling),
@@ -57,19 +60,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_redis(port: int, seconds: float = 30.0) -> None:
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def redis_pings(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def redis_address(redis: Container, seconds: float = 30.0) -> str:
+    """host:port of the Redis container once it answers PING: its address on Docker's bridge
+    where this host reaches it (Linux), as the proxy reaches Redis in the Compose network; else
+    its published port, whose relay (docker-proxy) added about 0.07 ms a round trip here."""
+    bridge = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                             redis.id], capture_output=True, text=True, check=False).stdout.strip()
     deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
-                    return
-        except OSError:
-            pass
+    while not redis_pings("127.0.0.1", redis.port):
         if time.monotonic() > deadline:
-            raise SystemExit(f"benchmark: Redis on 127.0.0.1:{port} did not answer PING within {seconds:g} s")
+            raise SystemExit(f"benchmark: Redis on 127.0.0.1:{redis.port} did not answer PING within {seconds:g} s")
         time.sleep(0.3)
+    return f"{bridge}:6379" if bridge and redis_pings(bridge, 6379) else f"127.0.0.1:{redis.port}"
 
 
 def start_proxy(upstream: str, limits: str = "0:0", redis_url: str = "") -> tuple[subprocess.Popen[bytes], str]:
@@ -158,20 +173,20 @@ class RawStreams:
             sock.close()
 
 
-def exact_ttft(exact_port: int, proxies: list[tuple[str, int]], streams: int) -> None:
-    """Each proxy (label, port) against the exact upstream, its streams alternating with direct ones."""
-    body = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "Say hi."}], "stream": True}).encode()
-    print(f"\nTTFT against an upstream whose first chunk comes after exactly 20 ms, {streams} streams per path, "
-          f"alternating, raw-socket client; milliseconds")
+def paired_ttft(title: str, upstream_port: int, proxies: list[tuple[str, int]], streams: int, model: str) -> None:
+    """Each proxy (label, port) in front of the upstream, its streams alternating with direct ones."""
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Say hi."}], "stream": True,
+                       "max_tokens": 2}).encode()
+    print(f"\nTTFT {title}, {streams} streams per path, alternating, raw-socket client; milliseconds")
     print(f"{'':<34}{'direct':>10}{'proxy':>10}{'added':>10}")
     client = RawStreams()
     try:
         for label, proxied_port in proxies:
             for _ in range(10):  # warm-up: connections, the proxy's model list
-                client.ttft(exact_port, body), client.ttft(proxied_port, body)
+                client.ttft(upstream_port, body), client.ttft(proxied_port, body)
             direct, proxied = [], []
             for _ in range(streams):
-                direct.append(client.ttft(exact_port, body))
+                direct.append(client.ttft(upstream_port, body))
                 proxied.append(client.ttft(proxied_port, body))
             added, low, high = (value * 1e3 for value in paired(direct, proxied))
             print(f"{'TTFT p50, ' + label:<34}{statistics.median(direct) * 1e3:>10.2f}"
@@ -288,6 +303,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="alternations of direct and proxy per capacity figure")
     parser.add_argument("--streams", type=int, default=300, help="streams per path against the exact upstream")
+    parser.add_argument("--engine-streams", type=int, default=300,
+                        help="streams per path and key against the engine, raw-socket client")
     parser.add_argument("--capacity-only", action="store_true", help="skip the part against the CPU engine (none started)")
     args = parser.parse_args()
     if WRK is None:
@@ -295,30 +312,30 @@ def main() -> None:
                          "than the proxy it would measure")
     processes: list[subprocess.Popen[bytes]] = []
     llm = None if args.capacity_only else start_llm(MODEL)
+    redis = Container(REDIS_IMAGE, 6379)
     try:
+        redis_url = f"redis://{redis_address(redis)}/0"
         if llm is not None:
             direct = f"http://127.0.0.1:{llm.port}/v1"
             proxy, proxied = start_proxy(direct)
-            processes.append(proxy)
+            limited, limited_url = start_proxy(direct, "100000:1000000000", redis_url)
+            processes += [proxy, limited]
             asyncio.run(latency(direct, proxied, args.requests))
+            paired_ttft(f"against vLLM ({MODEL}, CPU), 2 tokens a stream", llm.port,
+                        [("no limits", port_of(proxied)), ("limits in Redis", port_of(limited_url))],
+                        args.engine_streams, MODEL)
 
         exact_port = free_port()
         processes.append(subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fast_upstream.py"), str(exact_port),
                                            "16", "20", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_http(f"http://127.0.0.1:{exact_port}/v1/models", 30)
         exact = f"http://127.0.0.1:{exact_port}/v1"
-        redis = Container(REDIS_IMAGE, 6379)
-        try:
-            redis_url = f"redis://127.0.0.1:{redis.port}/0"
-            wait_redis(redis.port)
-            variants = [("no limits", start_proxy(exact)),  # below: generous limits, counted and never reached
-                        ("limits in-process", start_proxy(exact, "100000:1000000000")),
-                        ("limits in Redis", start_proxy(exact, "100000:1000000000", redis_url))]
-            processes.extend(process for _, (process, _) in variants)
-            exact_ttft(exact_port, [(label, int(url.rsplit(":", 1)[1].split("/")[0])) for label, (_, url) in variants],
-                       args.streams)
-        finally:
-            redis.remove()
+        variants = [("no limits", start_proxy(exact)),  # below: generous limits, counted and never reached
+                    ("limits in-process", start_proxy(exact, "100000:1000000000")),
+                    ("limits in Redis", start_proxy(exact, "100000:1000000000", redis_url))]
+        processes.extend(process for _, (process, _) in variants)
+        paired_ttft("against an upstream whose first chunk comes after exactly 20 ms", exact_port,
+                    [(label, port_of(url)) for label, (_, url) in variants], args.streams, "fast")
 
         fast_port = free_port()
         processes.append(subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fast_upstream.py"), str(fast_port)]))
@@ -331,6 +348,7 @@ def main() -> None:
         for process in processes:
             process.terminate()
             process.wait(timeout=10)
+        redis.remove()
         if llm is not None:
             llm.remove()
 
