@@ -167,6 +167,15 @@ def test_generated_chat_requests_fit_the_context(request: dict[str, Any]) -> Non
     assert "logprobs" not in request or FEATURES.logprobs is None
 
 
+@settings(max_examples=300, database=None, deadline=None)
+@given(strategies.completion_requests(FEATURES))
+def test_generated_completion_prompts_are_never_empty_to_a_tokenizer(request: dict[str, Any]) -> None:
+    """A CI run drew the prompt "\u0006": no token to SmolLM2's tokenizer, so vLLM refused the
+    "valid" request with a 400 (the decoder prompt cannot be empty) and the contract failed."""
+    prompts = request["prompt"] if isinstance(request["prompt"], list) else [request["prompt"]]
+    assert all(any(char.isalnum() for char in prompt) for prompt in prompts), prompts
+
+
 @settings(max_examples=100, database=None, deadline=None)
 @given(strategies.invalid_chat_requests(Features(model="m", logprobs="no")))
 def test_invalid_requests_never_ask_for_logprobs_when_they_are_unavailable(request: Any) -> None:
