@@ -66,10 +66,12 @@ def _key_id(proxy: Proxy) -> str:
 
 class BusyRedis:
     """Redis made busy for `seconds` by a script (it runs one command at a time), from a thread;
-    `sent` is when the script was sent: Redis answers nothing else before `sent + seconds`."""
+    `sent` is when the script was sent: Redis answers nothing else before `sent + seconds`. Entered
+    once a PING has waited 0.1 s (the script runs). The proxy gives up on Redis after 0.5 s
+    (redislink.SOCKET_TIMEOUT), so a test keeps it busy for less."""
 
-    def __init__(self, container: Any, seconds: float) -> None:
-        self._store, self._probe, self.seconds = _store(container), _store(container, timeout=0.02), seconds
+    def __init__(self, container: Any, seconds: float = 0.35) -> None:
+        self._store, self._probe, self.seconds = _store(container), _store(container, timeout=0.1), seconds
         self._store.ping()  # connected and authenticated: the script leaves at once
         self._probe.ping()
         self._thread = threading.Thread(target=self._run)
@@ -102,7 +104,7 @@ def test_a_stream_far_from_its_limits_goes_upstream_while_redis_is_busy(start_pr
     proxy = start_proxy(":600:200000", upstream=upstream, redis=redis_container,
                         PROXY_EARLY_ADMISSION="true" if early else "false")
     assert _stream(proxy).status_code == 200  # the replica's first look at the key's windows
-    with BusyRedis(redis_container, 0.3) as busy:
+    with BusyRedis(redis_container) as busy:
         answer = _stream(proxy)
     assert answer.status_code == 200 and b"[DONE]" in answer.content, answer.content[:300]
     assert len(script.received) == 2
@@ -129,16 +131,17 @@ def test_an_early_stream_that_redis_refuses_is_cancelled_upstream_and_gets_the_4
     else:
         store.hset(f"swarm-proxy:tpm:{key_id}", "used", 995)
     script.hold, script.headers_first = 10.0, headers_first  # the upstream holds the request open
-    started = time.monotonic()
-    answer = _stream(proxy)
+    with BusyRedis(redis_container) as busy:  # the verdict comes after the upstream has the request
+        answer = _stream(proxy)
     assert answer.status_code == 429 and answer.json()["error"]["type"] == limit, answer.content[:300]
-    assert time.monotonic() - started < 5, "the 429 waited for the upstream"
+    assert time.monotonic() - busy.sent < 5, "the 429 waited for the upstream"
     assert 1 <= int(answer.headers["retry-after"]) <= 60
-    assert len(script.received) == 2, "the stream reached the upstream (sent before Redis's verdict)"
+    assert len(script.received) == 2 and script.received[1] < busy.sent + busy.seconds, \
+        "the stream did not reach the upstream before Redis's verdict"
     deadline = time.monotonic() + 5
     while not script.closed and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert script.closed and script.closed[0] - started < 5, "the refused stream's upstream request was not closed"
+    assert script.closed and script.closed[0] - busy.sent < 5, "the refused stream's upstream request was not closed"
     assert proxy.metric('proxy_early_admissions_total{outcome="refused"}') == 1
 
 
@@ -152,18 +155,22 @@ def test_a_client_that_leaves_before_the_verdict_gets_its_booking_settled(start_
     window = f"swarm-proxy:tpm:{_key_id(proxy)}"
     used_before = int(_store(redis_container).hget(window, "used"))
     script.hold, script.headers_first = 10.0, True
-    with BusyRedis(redis_container, 0.3):
+    with BusyRedis(redis_container) as busy:
         with _raw_stream(proxy):  # sent, then the connection closed at once
             deadline = time.monotonic() + 5
             while len(script.received) < 2 and time.monotonic() < deadline:
                 time.sleep(0.005)
-            assert len(script.received) == 2, "the stream did not reach the upstream while Redis was busy"
+            assert len(script.received) == 2, "the stream did not reach the upstream"
+        left_at = time.monotonic()
+    assert left_at < busy.sent + busy.seconds, "the client left only once Redis could answer: nothing was pending"
     deadline = time.monotonic() + 5
     while (not script.closed or int(_store(redis_container).hget(window, "used")) != used_before) \
             and time.monotonic() < deadline:
         time.sleep(0.05)
     assert script.closed, "the upstream request of a client that left was not closed"
     assert int(_store(redis_container).hget(window, "used")) == used_before, "the early booking was not given back"
+    assert proxy.metric('proxy_early_admissions_total{outcome="admitted"}') == 1, "the verdict was waited for"
+    assert proxy.metric('proxy_requests_total{endpoint="/v1/chat/completions",status="499"}') == 1
 
 
 def test_a_key_near_its_limit_is_admitted_before_its_body_is_read(start_proxy, redis_container, scripted) -> None:

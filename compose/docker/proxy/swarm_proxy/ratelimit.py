@@ -63,7 +63,7 @@ class Reservation:
 
 
 WINDOW = 60  # seconds: every limit is per minute
-VIEW_AGE = 1.0  # seconds a key's windows as Redis last answered may decide an early admission
+VIEW_AGE = 2.0  # seconds a key's windows as Redis last answered may decide an early admission
 
 
 @dataclass

@@ -306,6 +306,7 @@ class Relay:
             if not started_events:
                 upstream.close()
                 await settle_shielded(limiter, client, reservation, 0)
+                abandoned(reserved=reservation is not None)  # its log line and metrics
 
         return RelayedStream(events(), [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in head.items()], watch,
                              unstarted)
