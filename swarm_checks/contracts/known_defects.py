@@ -8,6 +8,8 @@ tested like any other: the detection never hides a defect that it cannot see.
 """
 from __future__ import annotations
 
+import unicodedata
+
 from swarm_checks import Target, TargetCapabilityError
 
 # vLLM's sampler ranks logprobs with a torch.compile'd function; torch's inductor backend needs a
@@ -34,11 +36,19 @@ def logprobs_defect(target: Target, engine: str) -> str | None:
             "once the container has it")
 
 
+def _no_tokens(item: object) -> bool:
+    """Text of control characters only: SmolLM2's tokenizer has no token for some of them
+    ("\x06", "\x14", ...) and drops them, so such a prompt is empty to the engine."""
+    return isinstance(item, str) and item != "" and all(unicodedata.category(char) == "Cc" for char in item)
+
+
 def streams_an_error_for_an_empty_prompt(body: object) -> bool:
-    """vLLM 0.32.0 validates an empty prompt inside a list (`"prompt": ["hi", ""]`) only once a
-    stream has begun: it answers 200 with an error event instead of a 400. Requests of that form
-    are left out of generated streams and have a test of their own (suites/contracts)."""
+    """vLLM 0.32.0 validates an empty prompt inside a list (`"prompt": ["hi", ""]`), and a prompt
+    that tokenizes to nothing (`"\x06"`), only once a stream has begun: it answers 200 with an
+    error event instead of a 400. Requests of that form are left out of generated streams and
+    the first has a test of its own (suites/contracts)."""
     if not isinstance(body, dict) or not body.get("stream"):
         return False
     prompt = body.get("prompt")
-    return isinstance(prompt, list) and any(item in ("", []) for item in prompt)
+    items = prompt if isinstance(prompt, list) else [prompt]
+    return (isinstance(prompt, list) and any(item in ("", []) for item in prompt)) or any(map(_no_tokens, items))

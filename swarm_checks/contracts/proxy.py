@@ -50,6 +50,10 @@ def _bounded(body: Any, model: str, to_model: bool, max_tokens: int) -> Any:
         # context's range stays, for the API to refuse.
         if budget is None or (number and max_tokens < budget <= 1 << 20):
             body["max_tokens"] = max_tokens
+        # vLLM takes max_completion_tokens before max_tokens: a large one made a slow answer.
+        completion = body.get("max_completion_tokens")
+        if isinstance(completion, (int, float)) and not isinstance(completion, bool) and max_tokens < completion <= 1 << 20:
+            body["max_completion_tokens"] = max_tokens
     return body
 
 

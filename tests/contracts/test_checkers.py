@@ -207,6 +207,17 @@ def test_schemathesis_bodies_are_bounded_but_invalid_values_kept() -> None:
     assert proxy._bounded({"model": "m", "max_tokens": -3}, "m", False, 8)["max_tokens"] == -3
     assert proxy._bounded({"model": "m", "max_tokens": "x"}, "m", False, 8)["max_tokens"] == "x"
     assert proxy._bounded({"model": "other", "max_tokens": 1500}, "m", False, 8)["max_tokens"] == 1500
+    assert proxy._bounded({"model": "m", "max_completion_tokens": 424}, "m", False, 8)["max_completion_tokens"] == 8
+    assert proxy._bounded({"model": "m", "max_completion_tokens": "x"}, "m", False, 8)["max_completion_tokens"] == "x"
+
+
+def test_streams_of_prompts_vllm_refuses_only_once_streaming_are_left_out() -> None:
+    """A prompt of control characters only ("\x06") is no token to SmolLM2's tokenizer: streamed,
+    vLLM answers 200 and an error event; such a draw would fail the stream rules at random."""
+    from swarm_checks.contracts.known_defects import streams_an_error_for_an_empty_prompt as left_out
+    assert left_out({"stream": True, "prompt": ["hi", ""]})
+    assert left_out({"stream": True, "prompt": "\x06"}) and left_out({"stream": True, "prompt": ["a", "\x14\x16"]})
+    assert not left_out({"stream": True, "prompt": "hi \x06"}) and not left_out({"prompt": "\x06"})
     assert proxy._bounded(b"\x00", "m", True, 8) == b"\x00"
     assert not proxy.utf8(b"\x80") and proxy.utf8(b"{}") and proxy.utf8({"a": 1})
 
