@@ -86,7 +86,9 @@ def test_measures_the_real_engine(llm) -> None:
     assert summary["completed"] == 6 and summary["error_rate"] == 0
     assert result.document["schema"] == "swarm-checks/load-result/1"
     for record in result.records:
-        assert record.ttft is not None and 0 < record.ttft < record.e2el
+        # <=, not <: on a busy machine a whole answer's events can arrive in one read (seen in CI: 24
+        # tokens 1.1 s in, ITL [0.0, ...]), so the first token's time is also the last one's.
+        assert record.ttft is not None and 0 < record.ttft <= record.e2el
         assert len(record.itl) == record.chunks - 1
         assert record.ttft + sum(record.itl) <= record.e2el + 1e-6
     # vLLM reports usage in the stream (stream_options.include_usage): counts are exact.
