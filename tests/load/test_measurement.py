@@ -40,7 +40,9 @@ def test_rate_mode_keeps_its_schedule_with_no_cap() -> None:
     assert result.summary["completed"] == 10
     # Judged beyond the client's own event-loop stalls: on a busy machine (other tests, other
     # work) the process itself is descheduled for tens of ms, which is no fault of the schedule.
-    assert result.summary["excess_lag_ms"]["p99"] < 50, (result.summary["excess_lag_ms"], result.summary["schedule"])
+    # p90, not p99 (of 10 sends, p99 is the worst one): a stall that began while the monitor slept
+    # is blamed on the one send inside it. A schedule that was not kept lags on most sends.
+    assert result.summary["excess_lag_ms"]["p90"] < 50, (result.summary["excess_lag_ms"], result.summary["schedule"])
 
 
 def test_a_client_behind_its_schedule_says_so_and_the_command_fails(capsys: pytest.CaptureFixture[str],
@@ -91,18 +93,19 @@ def test_concurrency_mode_still_defaults_to_one_stream() -> None:
 
 
 def test_e2el_ends_at_the_last_token_and_the_stream_end_is_kept_apart() -> None:
-    """A 100 ms pause before [DONE] is not decoding time (vLLM's latency: its last token)."""
-    with FakeEngine(chunks=5, itl=0.01, pause_before_done=0.1) as engine:
+    """A 500 ms pause before [DONE] is not decoding time (vLLM's latency: its last token)."""
+    with FakeEngine(chunks=5, itl=0.01, pause_before_done=0.5) as engine:
         result = run_load(engine.base_url, "fake", SHORT, LoadSpec(max_requests=2, warmup_requests=0),
                           keep_requests=True)
     for record in result.records:
         assert record.success and record.ttft is not None
         assert record.e2el == pytest.approx(record.ttft + sum(record.itl), abs=1e-6)
-        assert record.stream_end - record.start >= record.e2el + 0.09
-        # 10 ms gaps; the pause counted in would make it 35 ms. 25 ms leaves room for late sleeps on a busy host.
-        assert record.tpot is not None and record.tpot < 0.025, f"TPOT {record.tpot * 1e3:.1f} ms for 10 ms gaps"
+        # Half the pause: the last token's read may itself come late on a busy host.
+        assert record.stream_end - record.start >= record.e2el + 0.25
+        # 10 ms gaps; the pause counted in would make it 135 ms. 60 ms leaves room for late sleeps.
+        assert record.tpot is not None and record.tpot < 0.06, f"TPOT {record.tpot * 1e3:.1f} ms for 10 ms gaps"
     saved = result.document["requests"][0]
-    assert saved["stream_end"] - saved["start"] >= saved["e2el"] + 0.09
+    assert saved["stream_end"] - saved["start"] >= saved["e2el"] + 0.25
 
 
 def test_a_one_token_answer_meets_a_tpot_goal() -> None:
