@@ -9,7 +9,7 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import httpx
 import pytest
@@ -99,9 +99,33 @@ class Proxy:
 
 
 def free_port() -> int:
+    """A port free at this moment, for what must bind it itself (a container's published port).
+    Another process may take it before then: a server this process starts gets
+    `listening_socket()` instead."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def listening_socket() -> socket.socket:
+    """A socket listening on a free port of 127.0.0.1, to hand to a server. The port is held from
+    the moment it is chosen: a port chosen free and bound by the server later can be taken in
+    between (by the other xdist worker's proxy, a container's published port), and the test then
+    talks to someone else's server: a 401 for a key that server never had."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    return listener
+
+
+def spawn_proxy(environment: Mapping[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """The proxy as its own process, on a socket this process bound (`--fd`), writing to `log`;
+    with its root URL."""
+    with listening_socket() as listener, log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "swarm_proxy.server", "--fd", str(listener.fileno())], cwd=PROXY_DIR,
+            env=dict(environment), stdout=sink, stderr=subprocess.STDOUT, pass_fds=(listener.fileno(),))
+        return process, f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
 @pytest.fixture
@@ -111,8 +135,7 @@ def start_proxy(tmp_path: Path, llm: Container) -> Iterator[Callable[..., Proxy]
 
     def start(limits: str = "", upstream: str | None = None, redis: Container | None = None, **env: str) -> Proxy:
         key = f"sk-test-{uuid.uuid4().hex}"
-        port = free_port()
-        log = tmp_path / f"proxy-{port}.log"
+        log = tmp_path / f"proxy-{key[-8:]}.log"
         environment = {
             **os.environ,
             "PROXY_API_KEYS": key + limits,
@@ -122,11 +145,8 @@ def start_proxy(tmp_path: Path, llm: Container) -> Iterator[Callable[..., Proxy]
             "PROXY_RETRIES": "1",
             **env,
         }
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "swarm_proxy.server", "--host", "127.0.0.1", "--port", str(port)], cwd=PROXY_DIR,
-                env=environment, stdout=sink, stderr=subprocess.STDOUT)
-        proxy = Proxy(f"http://127.0.0.1:{port}", key, log, process)
+        process, url = spawn_proxy(environment, log)
+        proxy = Proxy(url, key, log, process)
         started.append(proxy)
         wait_http(proxy.url + "/health", 30)
         return proxy

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,7 +18,7 @@ from swarm_checks import SwarmError, dashboard_queries, exported_metric_names, l
 from swarm_checks.dashboards import DashboardError, metric_names
 from tests.conftest import CHART_DIR, COMPOSE_DIR, REPO
 from tests.docker_helpers import wait_http
-from tests.live_parts import PROXY_DIR, free_port
+from tests.live_parts import spawn_proxy
 
 EXPOSITION = """\
 # HELP app_requests_total Requests answered
@@ -130,15 +128,13 @@ def test_the_shipped_dashboards_parse() -> None:
 def proxy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The proxy application as its image runs it, without Redis and with no upstream behind it:
     its /metrics is the real exposition, which is all the test reads."""
-    key, port = f"sk-test-{uuid.uuid4().hex}", free_port()
+    key = f"sk-test-{uuid.uuid4().hex}"
     log = tmp_path_factory.mktemp("proxy") / "proxy.log"
     env = {**os.environ, "PROXY_API_KEYS": key, "PROXY_ROUTES": "*=http://127.0.0.1:9/v1", "REDIS_URL": "", "OPENAI_API_KEY": ""}
-    with log.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "swarm_proxy.server", "--host", "127.0.0.1", "--port", str(port)],
-                                   cwd=PROXY_DIR, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    process, url = spawn_proxy(env, log)
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", 30)
-        yield f"http://127.0.0.1:{port}/v1", key
+        wait_http(url + "/health", 30)
+        yield url + "/v1", key
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -6,13 +6,12 @@
   Ray's Jobs API, ...): each route answers what the test scripts.
 - `ScriptedRedis`: a RESP server that answers like Redis but corrupts values on GET.
 
-All of them run in a thread of the test process on a free port (`serve`).
+All of them run in a thread of the test process, on a port held from the moment it is chosen (`serve`).
 """
 from __future__ import annotations
 
 import json
 import re
-import socket
 import socketserver
 import threading
 import time
@@ -26,21 +25,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.live_parts import listening_socket
+
 Mutation = Callable[[str, Any, int, bytes], tuple[int, bytes]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Run an ASGI app with uvicorn in a thread; yields its root URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    listener = listening_socket()  # held from the moment it is chosen: no other server can take the port
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
@@ -50,6 +46,7 @@ def serve(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        listener.close()
 
 
 # -- mutations: (path, request JSON or None, status, body) -> (status, body) -------------------

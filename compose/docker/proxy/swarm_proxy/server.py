@@ -21,13 +21,18 @@ a connection in one pass (a response's head and body, a stream's last event and 
 one send.
 
 The body has its own deadline in intake.read_body (PROXY_BODY_TIMEOUT). Run it with
-`python -m swarm_proxy.server [--host H] [--port P]`.
+`python -m swarm_proxy.server [--host H] [--port P]`, or `--fd N` to serve on a listening socket
+the parent bound and handed down (socket activation): a parent that picks a free port and lets
+the proxy bind it later races every other process for that port, and may find another server
+answering there.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import socket
+import sys
 from typing import Any
 
 import uvicorn
@@ -176,11 +181,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m swarm_proxy.server", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--fd", type=int, default=None,
+                        help="serve on this inherited, listening socket instead of binding --host/--port")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     options = parser.parse_args(argv)
-    uvicorn.run("swarm_proxy.gateway:create_app", factory=True, host=options.host, port=options.port, http=BoundedHttpTools,
-                access_log=False, timeout_keep_alive=5, log_level=options.log_level,
-                proxy_headers=False)  # X-Forwarded-*: nothing here uses the client's address or scheme
+    config = uvicorn.Config("swarm_proxy.gateway:create_app", factory=True, host=options.host, port=options.port,
+                            http=BoundedHttpTools, access_log=False, timeout_keep_alive=5, log_level=options.log_level,
+                            proxy_headers=False)  # X-Forwarded-*: nothing here uses the client's address or scheme
+    listeners = None
+    if options.fd is not None:
+        try:
+            listeners = [socket.socket(fileno=options.fd)]  # family and type read from the descriptor itself
+        except OSError as error:
+            parser.error(f"--fd {options.fd} is not an open socket ({error.strerror}); "
+                         "pass the descriptor of a listening socket")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=listeners)
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(3)  # uvicorn's own status for a server that never started (a port taken, an app that fails)
 
 
 if __name__ == "__main__":
