@@ -26,10 +26,11 @@ from tests.proxy.scripted import HELLO
 
 BUSY = """
 local start = redis.call('time')
+local now
 repeat
-  local now = redis.call('time')
+  now = redis.call('time')
 until (now[1] - start[1]) * 1000000 + (now[2] - start[2]) >= tonumber(ARGV[1])
-return 1
+return now
 """
 
 
@@ -65,19 +66,30 @@ def _key_id(proxy: Proxy) -> str:
 
 
 class BusyRedis:
-    """Redis made busy for `seconds` by a script (it runs one command at a time), from a thread;
-    `sent` is when the script was sent: Redis answers nothing else before `sent + seconds`. Entered
-    once a PING has waited 0.1 s (the script runs). The proxy gives up on Redis after 0.5 s
-    (redislink.SOCKET_TIMEOUT), so a test keeps it busy for less."""
+    """Redis made busy for `seconds` by a script (it runs one command at a time), from a thread.
+    `ended` is when the script ended by Redis's own clock (the host's, taken into this process's
+    monotonic time): Redis answered nothing else before it, however late a starved machine started
+    the script. `sent` is when the script was sent. Entered once a PING has waited 0.1 s (the script
+    runs). The proxy gives up on Redis after 0.5 s (redislink.SOCKET_TIMEOUT), so a test keeps it
+    busy for less."""
 
     def __init__(self, container: Any, seconds: float = 0.35) -> None:
         self._store, self._probe, self.seconds = _store(container), _store(container, timeout=0.1), seconds
         self._store.ping()  # connected and authenticated: the script leaves at once
         self._probe.ping()
         self._thread = threading.Thread(target=self._run)
+        self._ended_at: list[int] | None = None
 
     def _run(self) -> None:
-        self._store.eval(BUSY, 0, round(self.seconds * 1e6))
+        self._ended_at = [int(part) for part in self._store.eval(BUSY, 0, round(self.seconds * 1e6))]
+
+    @property
+    def ended(self) -> float:
+        """When the script ended, in time.monotonic() (Redis's TIME is the host's wall clock)."""
+        self._thread.join()
+        assert self._ended_at is not None, "the busy script did not answer"
+        seconds, micros = self._ended_at
+        return seconds + micros / 1e6 - (time.time() - time.monotonic())
 
     def __enter__(self) -> BusyRedis:
         self.sent = time.monotonic()
@@ -108,8 +120,8 @@ def test_a_stream_far_from_its_limits_goes_upstream_while_redis_is_busy(start_pr
         answer = _stream(proxy)
     assert answer.status_code == 200 and b"[DONE]" in answer.content, answer.content[:300]
     assert len(script.received) == 2
-    while_busy = script.received[1] < busy.sent + busy.seconds
-    assert while_busy is early, f"the upstream got the stream {script.received[1] - busy.sent:.3f} s after Redis got busy"
+    while_busy = script.received[1] < busy.ended
+    assert while_busy is early, f"the upstream got the stream {script.received[1] - busy.ended:+.3f} s from Redis's busy end"
     assert int(_store(redis_container).get(f"swarm-proxy:rpm:{_key_id(proxy)}")) == 2, "each request counted once"
     assert proxy.metric('proxy_redis_degraded{component="limits"}') == 0
     assert proxy.metric('proxy_early_admissions_total{outcome="admitted"}') == (1 if early else 0)
@@ -136,7 +148,7 @@ def test_an_early_stream_that_redis_refuses_is_cancelled_upstream_and_gets_the_4
     assert answer.status_code == 429 and answer.json()["error"]["type"] == limit, answer.content[:300]
     assert time.monotonic() - busy.sent < 5, "the 429 waited for the upstream"
     assert 1 <= int(answer.headers["retry-after"]) <= 60
-    assert len(script.received) == 2 and script.received[1] < busy.sent + busy.seconds, \
+    assert len(script.received) == 2 and script.received[1] < busy.ended, \
         "the stream did not reach the upstream before Redis's verdict"
     deadline = time.monotonic() + 5
     while not script.closed and time.monotonic() < deadline:
@@ -162,7 +174,7 @@ def test_a_client_that_leaves_before_the_verdict_gets_its_booking_settled(start_
                 time.sleep(0.005)
             assert len(script.received) == 2, "the stream did not reach the upstream"
         left_at = time.monotonic()
-    assert left_at < busy.sent + busy.seconds, "the client left only once Redis could answer: nothing was pending"
+    assert left_at < busy.ended, "the client left only once Redis could answer: nothing was pending"
     deadline = time.monotonic() + 5
     while (not script.closed or int(_store(redis_container).hget(window, "used")) != used_before) \
             and time.monotonic() < deadline:
