@@ -5,7 +5,9 @@ even on a machine without the binary; nothing here contacts a cluster (`lookup` 
 """
 from __future__ import annotations
 
+import functools
 import json
+import pickle
 import shutil
 import subprocess
 import tempfile
@@ -16,9 +18,22 @@ import yaml
 
 from swarm_checks.errors import SwarmError
 
+# Parsing the rendered YAML was 85 % of a render, and the static suite's values-read rule renders
+# the chart hundreds of times, each render changing one value and so, mostly, one template's
+# output. Hence libyaml's parser where PyYAML has it (its wheels do), and each template's output
+# parsed once: later renders of the same text get a fresh copy of the same documents (unpickled,
+# so a caller that changes them changes nothing of another's).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str) -> bytes:
+    documents = [doc for doc in yaml.load_all(text, Loader=_SAFE_LOADER) if isinstance(doc, dict) and doc.get("kind")]
+    return pickle.dumps(documents, protocol=pickle.HIGHEST_PROTOCOL)
+
 
 def _documents(text: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict) and doc.get("kind")]
+    return pickle.loads(_parsed(text))
 
 
 def render(chart: Path, values: Mapping[str, Any] | None, release: str = "swarm", namespace: str = "vllm-swarm") -> list[dict[str, Any]]:

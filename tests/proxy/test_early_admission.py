@@ -61,6 +61,9 @@ def _raw_stream(proxy: Proxy) -> Iterator[None]:
         yield
 
 
+PATIENT = {"PROXY_REDIS_TIMEOUT_MS": "5000"}  # a proxy that waits out BusyRedis instead of doing without Redis
+
+
 def _key_id(proxy: Proxy) -> str:
     return hashlib.sha256(proxy.key.encode()).hexdigest()[:12]
 
@@ -70,10 +73,11 @@ class BusyRedis:
     `ended` is when the script ended by Redis's own clock (the host's, taken into this process's
     monotonic time): Redis answered nothing else before it, however late a starved machine started
     the script. `sent` is when the script was sent. Entered once a PING has waited 0.1 s (the script
-    runs). The proxy gives up on Redis after 0.5 s (redislink.SOCKET_TIMEOUT), so a test keeps it
-    busy for less."""
+    runs). The proxies of these tests wait for Redis up to 5 s (PATIENT, where the default gives
+    up after 0.5 s), and Redis stays busy for 1.5 s: a proxy starved by a busy machine for most of
+    a second (a CI run once took 0.35 s to forward a stream) still acts while Redis is busy."""
 
-    def __init__(self, container: Any, seconds: float = 0.35) -> None:
+    def __init__(self, container: Any, seconds: float = 1.5) -> None:
         self._store, self._probe, self.seconds = _store(container), _store(container, timeout=0.1), seconds
         self._store.ping()  # connected and authenticated: the script leaves at once
         self._probe.ping()
@@ -114,7 +118,7 @@ def test_a_stream_far_from_its_limits_goes_upstream_while_redis_is_busy(start_pr
     (PROXY_EARLY_ADMISSION=false) still waits; both count the request exactly."""
     upstream, script = scripted
     proxy = start_proxy(":600:200000", upstream=upstream, redis=redis_container,
-                        PROXY_EARLY_ADMISSION="true" if early else "false")
+                        PROXY_EARLY_ADMISSION="true" if early else "false", **PATIENT)
     assert _stream(proxy).status_code == 200  # the replica's first look at the key's windows
     with BusyRedis(redis_container) as busy:
         answer = _stream(proxy)
@@ -135,7 +139,7 @@ def test_an_early_stream_that_redis_refuses_is_cancelled_upstream_and_gets_the_4
     answer wins: the upstream request is closed at once, whether or not the upstream has started
     its answer (a queued engine sends nothing for a while), and the client gets the usual 429."""
     upstream, script = scripted
-    proxy = start_proxy(":20:0" if limit == "requests" else ":0:1000", upstream=upstream, redis=redis_container)
+    proxy = start_proxy(":20:0" if limit == "requests" else ":0:1000", upstream=upstream, redis=redis_container, **PATIENT)
     assert _stream(proxy).status_code == 200
     store, key_id = _store(redis_container), _key_id(proxy)
     if limit == "requests":
@@ -162,7 +166,7 @@ def test_a_client_that_leaves_before_the_verdict_gets_its_booking_settled(start_
     """The client leaves while Redis, busy, has not answered the early booking: the upstream
     request is closed, and once Redis answers, the booked tokens are given back."""
     upstream, script = scripted
-    proxy = start_proxy(":600:200000", upstream=upstream, redis=redis_container)
+    proxy = start_proxy(":600:200000", upstream=upstream, redis=redis_container, **PATIENT)
     assert _stream(proxy).status_code == 200
     window = f"swarm-proxy:tpm:{_key_id(proxy)}"
     used_before = int(_store(redis_container).hget(window, "used"))

@@ -1,8 +1,8 @@
 """The proxy's link to Redis: how its clients connect, and whether a component may use Redis now.
 
 Every Redis client of the proxy (the shared limits' windows, the cache) is made with
-`client_options()`: short socket timeouts, so that a Redis that vanished costs a request at most
-about a second; redis-py's own Retry (one retry, a few milliseconds of backoff, on connection
+`client_options()`: short socket timeouts (`SOCKET_TIMEOUT`), so that a Redis that vanished costs a request at
+most about a second; redis-py's own Retry (one retry, a few milliseconds of backoff, on connection
 errors, never on timeouts: a timed-out script may have run), so that a pooled connection that
 died with a restarted Redis is replaced by a fresh one within the same command instead of failing it; and redis-py's health check, which
 PINGs a connection idle longer than HEALTH_CHECK_INTERVAL before using it.
@@ -16,6 +16,7 @@ outage is logged once when it starts and once when it ends, whatever the number 
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -23,9 +24,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from swarm_proxy.config import env_int
 from swarm_proxy.telemetry import REDIS_DEGRADED, log
 
-SOCKET_TIMEOUT = 0.5  # seconds for a command's answer, and for a connection
+# Seconds for a command's answer, and for a connection (PROXY_REDIS_TIMEOUT_MS, default 500): past
+# it the component does without Redis for a moment. Raise it for a Redis across a slow network.
+SOCKET_TIMEOUT = max(1, env_int(os.environ, "PROXY_REDIS_TIMEOUT_MS", 500)) / 1000
 HEALTH_CHECK_INTERVAL = 2  # seconds a pooled connection may idle before redis-py PINGs it first
 RETRY_BASE, RETRY_CAP = 0.25, 2.0  # seconds without Redis after a failure: 0.5, 1, 2, 2, ...
 
