@@ -19,29 +19,16 @@ from typing import Iterator
 import pytest
 
 from swarm_checks import orphans
+from tests.docker_helpers import docker_unavailable
 
 MINI = Path(__file__).parent / "data" / "compose-mini"
 BASE_ARGS = ["-p", "no:cacheprovider", "--target=compose", f"--compose-file={MINI / 'docker-compose.yml'}",
              f"--env-file={MINI / 'mini.env'}", "--profile=cpu"]
 NEEDED_IMAGES = ("vllm-swarm/redis:7.0-bookworm", "vllm-swarm/debian:bookworm")
-
-
-def _docker_ready() -> str | None:
-    """Why these tests cannot run here, or None."""
-    try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30, check=False)
-    except FileNotFoundError:
-        return "the docker CLI is not installed (apt-get install docker.io)"
-    if info.returncode != 0:
-        return "the Docker engine is not running: start dockerd"
-    for image in NEEDED_IMAGES:
-        if subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode != 0:
-            return f"image {image} is missing: run scripts/build-image-set.sh"
-    return None
-
+DOCKER_MISSING = docker_unavailable(NEEDED_IMAGES)
 
 pytestmark = [
-    pytest.mark.skipif(_docker_ready() is not None, reason=f"compose target tests: {_docker_ready()}"),
+    pytest.mark.skipif(DOCKER_MISSING is not None, reason=f"compose target tests: {DOCKER_MISSING}"),
     # One xdist worker runs these one after another (--dist loadgroup): a run's orphan sweep must
     # not race with the test that leaves an orphan on purpose.
     pytest.mark.xdist_group("docker"),
