@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from swarm_checks.load import charts
-from tests.test_compose_target import BASE_ARGS, _docker_ready
+from tests.test_compose_target import BASE_ARGS, DOCKER_MISSING
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -50,7 +50,7 @@ def test_tick_labels_are_human_and_latencies_get_their_own_panels() -> None:
 
 
 @pytest.mark.xdist_group("docker")
-@pytest.mark.skipif(_docker_ready() is not None, reason=f"report test: {_docker_ready()}")
+@pytest.mark.skipif(DOCKER_MISSING is not None, reason=f"report test: {DOCKER_MISSING}")
 def test_the_report_opens_with_the_stack_and_renders_in_chromium(pytester: pytest.Pytester, tmp_path: Path) -> None:
     pytester.makepyfile(test_inner=INNER)
     report = pytester.path / "report.html"
