@@ -175,9 +175,24 @@ def differences(before: Mapping[str, str], after: Mapping[str, str]) -> list[str
     return ([f"missing: {k}" for k in missing] + [f"changed: {k}" for k in changed] + [f"new: {k}" for k in extra])
 
 
+# The server keeps running while its files go (its container is the only place to run `rm`), and
+# a checkpoint or autovacuum can create a file in a directory `rm -rf` has just emptied, which then
+# fails with "Directory not empty". Each new pass removes what appeared, for about 10 s; the last
+# one reports what was left.
+_EMPTY_PGDATA = """
+attempt=0
+while [ "$attempt" -lt 40 ]; do
+  rm -rf "${PGDATA:?}"/* 2>/dev/null && exit 0
+  attempt=$((attempt + 1))
+  sleep 0.25
+done
+rm -rf "${PGDATA:?}"/*
+"""
+
+
 def wipe_postgres(run: ExecFn, inject: Inject, service: str, limit: float = 120.0) -> None:
     """Delete PGDATA's content under the running server, then restart it: initdb runs again."""
-    result = run(service, ["sh", "-c", 'rm -rf "${PGDATA:?}"/*'])
+    result = run(service, ["sh", "-c", _EMPTY_PGDATA])
     assert result.exit_code == 0, f"could not empty PGDATA in {service}: {result.output[-200:]}"
     inject(service, "restart")
     wait_until(lambda: postgres_ready(run, service), limit, f"{service} to start on an empty data directory")
